@@ -1,0 +1,256 @@
+"""Build a versioned index of ESCO skills and job titles, then publish it in one atomic switch.
+
+Rebuild = write new versions beside the live ones, verify count and a smoke query, record the manifest
+(last), switch ``current``, keep the previous version for ``--rollback`` and drop older ones. A kill at any
+point leaves the previous index serving; manifest-less leftovers are removed by the next build.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from jobskills import __version__
+from jobskills.config import Settings
+from jobskills.encoder import Encoder
+from jobskills.errors import IndexNotFoundError, StoreError
+from jobskills.esco import Esco, load_esco
+from jobskills.modelconfig import load_model_config
+from jobskills.scoring import SCORER_VERSION
+from jobskills.store import KINDS, IndexPoint, Store
+
+__all__ = ["BuildReport", "build_index", "skill_items", "title_items", "rollback", "index_items"]
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class BuildReport:
+    versions: dict[str, str] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    dropped: list[str] = field(default_factory=list)
+    previous: dict[str, str | None] = field(default_factory=dict)
+    threshold: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "versions": self.versions,
+            "counts": self.counts,
+            "seconds": {k: round(v, 2) for k, v in self.seconds.items()},
+            "previous": self.previous,
+            "dropped": self.dropped,
+            "threshold": self.threshold,
+        }
+
+
+def skill_items(esco: Esco, limit: int | None = None, uris: Sequence[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """(label text, payload) per skill: the preferred label, stripped, is what gets encoded."""
+    skills = [esco.skills[u] for u in uris] if uris is not None else list(esco.skills.values())
+    if limit is not None:
+        skills = skills[:limit]
+    return [
+        (
+            s.label,
+            {
+                "uri": s.uri,
+                "label": s.label,
+                "kind": "skill",
+                "type": s.skill_type,
+                "reuse_level": s.reuse_level,
+                "level2": [g.uri for g in s.level2],
+                "level2_labels": [g.label for g in s.level2],
+                "taxonomy": "esco",
+            },
+        )
+        for s in skills
+    ]
+
+
+def title_items(esco: Esco, limit: int | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """(title text, payload) per distinct title text (case-insensitive); a title shared by several
+    occupations is one point listing all of them, so equal vectors never tie against each other."""
+    occupations = list(esco.occupations.values())
+    if limit is not None:
+        occupations = occupations[:limit]
+    keep = {o.uri for o in occupations}
+    merged: dict[str, dict[str, Any]] = {}
+    for t in esco.titles:
+        if t.occupation_uri not in keep:
+            continue
+        key = t.text.casefold()
+        entry = merged.setdefault(key, {"text": t.text, "kind": "title", "occupations": [], "preferred": [], "taxonomy": "esco"})
+        if t.occupation_uri not in entry["occupations"]:
+            entry["occupations"].append(t.occupation_uri)
+            entry["preferred"].append(t.preferred)
+    return [(e["text"], e) for e in merged.values()]
+
+
+def _new_version(fingerprint: str, esco: Esco) -> str:
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    return f"{fingerprint[:10]}-esco{esco.version.lstrip('v').replace('.', '')}-{esco.fingerprint[:6]}-{stamp}"
+
+
+def remove_incomplete(store: Store, kind: str) -> list[str]:
+    """Delete versions without a manifest (left by a killed build); never the live one."""
+    live = store.current(kind)
+    dropped = []
+    for v in store.all_versions(kind):
+        if v != live and store.manifest(kind, v) is None:
+            store.drop(kind, v)
+            dropped.append(f"{kind}/{v}")
+            logger.info("removed incomplete index version %s/%s", kind, v)
+    return dropped
+
+
+def index_items(
+    store: Store,
+    kind: str,
+    version: str,
+    items: Sequence[tuple[str, dict[str, Any]]],
+    encoder: Encoder,
+    batch_size: int = 64,
+    progress: Progress | None = None,
+) -> None:
+    """Encode ``items`` and upsert them as points ``0..n-1`` of a created version."""
+    texts = [t for t, _ in items]
+    done = 0
+    for idx, enc in encoder.iter_encode(texts, batch_size=batch_size):
+        tokens = enc.tokens.cpu().numpy()
+        mask = enc.mask.cpu().numpy()
+        pooled = enc.pooled.cpu().numpy()
+        points = [
+            IndexPoint(id=i, tokens=tokens[row][mask[row]], mean=pooled[row], payload=items[i][1])
+            for row, i in enumerate(idx)
+        ]
+        store.upsert(kind, version, points)
+        done += len(points)
+        if progress:
+            progress(kind, done, len(texts))
+
+
+def build_index(
+    settings: Settings,
+    store: Store,
+    encoder: Encoder,
+    esco: Esco | None = None,
+    kinds: Sequence[str] = KINDS,
+    limit: int | None = None,
+    threshold: float | None = None,
+    keep: int = 1,
+    progress: Progress | None = None,
+) -> BuildReport:
+    """Build and publish new versions of ``kinds``.
+
+    Args:
+        limit: index only the first N skills / occupations (tests, quick trials).
+        threshold: stored in the manifest; default: the model's calibrated or packaged threshold.
+        keep: previous complete versions kept for rollback (older ones are dropped).
+    """
+    esco = esco or load_esco()
+    model_cfg = load_model_config(encoder.path, encoder.fingerprint)
+    report = BuildReport(threshold=threshold if threshold is not None else model_cfg.threshold)
+    for kind in kinds:
+        if kind not in KINDS:
+            raise StoreError(f"unknown index kind {kind!r}")
+        started = time.perf_counter()
+        report.dropped += remove_incomplete(store, kind)
+        items = skill_items(esco, limit) if kind == "skills" else title_items(esco, limit)
+        if not items:
+            raise StoreError(f"nothing to index for {kind}")
+        version = _new_version(encoder.fingerprint, esco)
+        logger.info("building %s/%s: %d points", kind, version, len(items))
+        store.create(kind, version, encoder.dim)
+        try:
+            index_items(store, kind, version, items, encoder, settings.batch_size, progress)
+            n = store.count(kind, version)
+            if n != len(items):
+                raise StoreError(f"index {kind}/{version} holds {n} points, expected {len(items)}")
+            _smoke_query(store, kind, version, items, encoder)
+        except BaseException:
+            # leave no half-built version behind; the live one was never touched
+            logger.error("build of %s/%s failed; the previous index stays live", kind, version)
+            try:
+                store.drop(kind, version)
+            except Exception:  # pragma: no cover - best effort, the next build also cleans up
+                logger.debug("could not drop the failed version", exc_info=True)
+            raise
+        manifest = {
+            "kind": kind,
+            "version": version,
+            "model_path": encoder.path,
+            "model_name": encoder.name,
+            "model_fingerprint": encoder.fingerprint,
+            "dim": encoder.dim,
+            "normalized": encoder.normalized,
+            "max_tokens": encoder.max_tokens,
+            "taxonomy": "esco",
+            "esco_version": esco.version,
+            "esco_fingerprint": esco.fingerprint,
+            "scorer_version": SCORER_VERSION,
+            "score_config": model_cfg.score.to_dict(),
+            "threshold": report.threshold,
+            "threshold_source": "command line" if threshold is not None else model_cfg.threshold_source,
+            "count": n,
+            "limit": limit,
+            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "jobskills_version": __version__,
+            "engine": store.engine,
+        }
+        store.finalize(kind, version, manifest)
+        report.previous[kind] = store.current(kind)
+        store.publish(kind, version)
+        report.versions[kind] = version
+        report.counts[kind] = n
+        report.dropped += prune(store, kind, keep)
+        report.seconds[kind] = time.perf_counter() - started
+        logger.info("published %s/%s (%d points, %.1f s)", kind, version, n, report.seconds[kind])
+    return report
+
+
+def _smoke_query(store: Store, kind: str, version: str, items: Sequence[tuple[str, dict[str, Any]]], encoder: Encoder) -> None:
+    """The first label must find itself: proves vectors and payload landed and are searchable."""
+    enc = encoder.encode([items[0][0]])
+    hits = store.query_maxsim(kind, version, enc.token_rows(0).cpu().numpy(), limit=3)
+    if not hits or hits[0].payload is None:
+        raise StoreError(f"smoke query on {kind}/{version} returned nothing")
+    if not np.isclose(hits[0].score, int(enc.mask[0].sum()), atol=1e-3):
+        raise StoreError(f"smoke query on {kind}/{version}: label did not find itself (score {hits[0].score:.3f})")
+
+
+def prune(store: Store, kind: str, keep: int) -> list[str]:
+    """Drop complete versions older than the live one beyond ``keep`` rollback copies."""
+    live = store.current(kind)
+    complete = store.versions(kind)
+    if live not in complete:
+        return []
+    older = complete[: complete.index(live)]
+    doomed = older[: max(0, len(older) - keep)]
+    for v in doomed:
+        store.drop(kind, v)
+        logger.info("dropped old index version %s/%s", kind, v)
+    return [f"{kind}/{v}" for v in doomed]
+
+
+def rollback(store: Store, kinds: Sequence[str] = KINDS) -> dict[str, tuple[str, str]]:
+    """Publish the complete version before the live one; returns ``{kind: (from, to)}``."""
+    moved = {}
+    for kind in kinds:
+        live = store.current(kind)
+        complete = store.versions(kind)
+        if live is None or live not in complete or complete.index(live) == 0:
+            if live is None:
+                continue
+            raise IndexNotFoundError(f"no previous {kind} index to roll back to (live: {live})")
+        target = complete[complete.index(live) - 1]
+        store.publish(kind, target)
+        moved[kind] = (live, target)
+        logger.info("rolled %s back from %s to %s", kind, live, target)
+    return moved

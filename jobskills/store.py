@@ -1,0 +1,540 @@
+"""The Qdrant store: one factory, one collection schema, two engines behind one small interface.
+
+- ``QDRANT_URL`` set: qdrant-client against a Qdrant server or cluster (collections + aliases).
+- otherwise the embedded engine under ``<home>/index``: qdrant-edge-py (Qdrant's Rust engine in-process,
+  the default), or qdrant-client local mode (``engine="local"``), or ``:memory:`` (tests).
+
+Schema of every point (one per label text): the named multivector ``tokens`` (the label's token vectors,
+special tokens kept, padding dropped; Cosine, MAX_SIM, no HNSW graph) and the named dense vector ``mean``
+(the model's pooled label embedding kept *exactly*, so Dot distance: Cosine would re-normalise it), plus a
+payload. Versions are written beside the live one and published by one atomic switch (an alias on
+qdrant-client, an atomically replaced ``CURRENT`` file on edge), so readers never see a half-built index.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+import numpy as np
+
+from jobskills.errors import StoreError, StoreLockedError
+
+if TYPE_CHECKING:
+    from jobskills.config import Settings
+
+__all__ = ["TOKENS", "MEAN", "KINDS", "IndexPoint", "Hit", "Store", "EdgeStore", "ClientStore", "open_store"]
+
+logger = logging.getLogger(__name__)
+
+TOKENS = "tokens"
+MEAN = "mean"
+KINDS = ("skills", "titles")
+MANIFEST_KEY = "jobskills_manifest"
+_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class IndexPoint:
+    """One label to store. ``tokens (n_tokens, dim)``, ``mean (dim,)``."""
+
+    id: int
+    tokens: np.ndarray
+    mean: np.ndarray
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: int
+    score: float
+    payload: dict[str, Any] | None = None
+
+
+def _check_version(kind: str, version: str) -> None:
+    if kind not in KINDS:
+        raise StoreError(f"unknown collection kind {kind!r}; expected one of {KINDS}")
+    if not _VERSION_RE.match(version):
+        raise StoreError(f"invalid version name {version!r}")
+
+
+class Store(ABC):
+    """What the indexer writes and the retriever reads. ``kind`` is ``skills`` or ``titles``."""
+
+    engine: str = "?"
+    location: str = "?"
+
+    @abstractmethod
+    def create(self, kind: str, version: str, dim: int) -> None: ...
+
+    @abstractmethod
+    def upsert(self, kind: str, version: str, points: Sequence[IndexPoint]) -> None: ...
+
+    @abstractmethod
+    def finalize(self, kind: str, version: str, manifest: dict[str, Any]) -> None:
+        """Make the version durable and record its manifest: after this it counts as complete."""
+
+    @abstractmethod
+    def count(self, kind: str, version: str) -> int: ...
+
+    @abstractmethod
+    def manifest(self, kind: str, version: str) -> dict[str, Any] | None: ...
+
+    @abstractmethod
+    def all_versions(self, kind: str) -> list[str]:
+        """Every version present, complete or not."""
+
+    @abstractmethod
+    def current(self, kind: str) -> str | None:
+        """The published version, or None."""
+
+    @abstractmethod
+    def publish(self, kind: str, version: str) -> None:
+        """Atomically make ``version`` the one readers open."""
+
+    @abstractmethod
+    def drop(self, kind: str, version: str) -> None: ...
+
+    @abstractmethod
+    def scroll(self, kind: str, version: str, with_mean: bool = True) -> Iterator[tuple[int, dict[str, Any], np.ndarray | None]]:
+        """Every point: ``(id, payload, mean vector or None)``."""
+
+    @abstractmethod
+    def query_maxsim(self, kind: str, version: str, tokens: np.ndarray, limit: int) -> list[Hit]:
+        """Late interaction: sum over query tokens of the best cosine with the point's tokens; with payload."""
+
+    @abstractmethod
+    def query_mean(
+        self, kind: str, version: str, queries: np.ndarray, limit: int, threshold: float | None = None,
+        with_payload: bool = False,
+    ) -> list[list[Hit]]:
+        """One exact dot-product search on ``mean`` per query row (rows in order)."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    # ---- derived helpers, the same for every engine ----
+    def versions(self, kind: str) -> list[str]:
+        """Complete versions (with a manifest), oldest first."""
+        found = []
+        for v in self.all_versions(kind):
+            m = self.manifest(kind, v)
+            if m is not None:
+                found.append((str(m.get("created_at", "")), v))
+        return [v for _, v in sorted(found)]
+
+    def current_manifest(self, kind: str) -> tuple[str, dict[str, Any]] | None:
+        version = self.current(kind)
+        if version is None:
+            return None
+        manifest = self.manifest(kind, version)
+        if manifest is None:
+            return None
+        return version, manifest
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------------------------- edge
+class EdgeStore(Store):
+    """qdrant-edge-py: ``<root>/<kind>/<version>/shard`` + ``manifest.json`` (written last) and an
+    atomically replaced ``<root>/<kind>/CURRENT`` file naming the live version."""
+
+    engine = "edge"
+
+    def __init__(self, root: Path) -> None:
+        try:
+            import qdrant_edge  # noqa: F401
+        except ImportError as exc:
+            raise StoreError("qdrant-edge-py is not installed: pip install qdrant-edge-py==0.9.0, or use --engine local") from exc
+        self.root = Path(root)
+        self.location = str(self.root)
+        self._shards: dict[tuple[str, str], Any] = {}
+
+    def _dir(self, kind: str, version: str) -> Path:
+        _check_version(kind, version)
+        return self.root / kind / version
+
+    def _shard(self, kind: str, version: str) -> Any:
+        key = (kind, version)
+        if key not in self._shards:
+            import qdrant_edge as qe
+
+            path = self._dir(kind, version) / "shard"
+            if not path.is_dir():
+                raise StoreError(f"index version {kind}/{version} has no shard at {path}")
+            try:
+                self._shards[key] = qe.EdgeShard.load(str(path))
+            except Exception as exc:
+                if "WouldBlock" in str(exc) or "lock" in str(exc).lower():
+                    raise StoreLockedError(
+                        f"the index at {path} is in use by another process (Qdrant edge WAL lock); "
+                        "stop it, or point JOBSKILLS_HOME elsewhere"
+                    ) from exc
+                raise StoreError(f"cannot open index shard {path}: {exc}") from exc
+        return self._shards[key]
+
+    def create(self, kind: str, version: str, dim: int) -> None:
+        import qdrant_edge as qe
+
+        path = self._dir(kind, version)
+        if path.exists():
+            raise StoreError(f"index version {kind}/{version} already exists")
+        path.mkdir(parents=True)
+        cfg = qe.EdgeConfig(
+            vectors={
+                TOKENS: qe.EdgeVectorParams(
+                    size=dim,
+                    distance=qe.Distance.Cosine,
+                    multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
+                    hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000),
+                ),
+                MEAN: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Dot),
+            },
+        )
+        try:
+            self._shards[(kind, version)] = qe.EdgeShard.create(str(path / "shard"), cfg)
+        except Exception as exc:
+            raise StoreError(f"cannot create index shard under {path}: {exc}") from exc
+
+    def upsert(self, kind: str, version: str, points: Sequence[IndexPoint]) -> None:
+        import qdrant_edge as qe
+
+        shard = self._shard(kind, version)
+        ops = [
+            qe.Point(
+                id=p.id,
+                vector={TOKENS: np.ascontiguousarray(p.tokens, dtype=np.float32), MEAN: np.ascontiguousarray(p.mean, dtype=np.float32)},
+                payload=p.payload,
+            )
+            for p in points
+        ]
+        try:
+            shard.update(qe.UpdateOperation.upsert_points(ops))
+        except Exception as exc:
+            raise StoreError(f"writing to index {kind}/{version} failed: {exc}") from exc
+
+    def finalize(self, kind: str, version: str, manifest: dict[str, Any]) -> None:
+        shard = self._shard(kind, version)
+        try:
+            shard.flush()
+        except Exception as exc:
+            raise StoreError(f"flushing index {kind}/{version} failed: {exc}") from exc
+        _atomic_write(self._dir(kind, version) / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
+
+    def count(self, kind: str, version: str) -> int:
+        import qdrant_edge as qe
+
+        return int(self._shard(kind, version).count(qe.CountRequest(exact=True)))
+
+    def manifest(self, kind: str, version: str) -> dict[str, Any] | None:
+        path = self._dir(kind, version) / "manifest.json"
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"index manifest {path} is unreadable: {exc}; rebuild with `jobskills index`") from exc
+
+    def all_versions(self, kind: str) -> list[str]:
+        base = self.root / kind
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if p.is_dir() and _VERSION_RE.match(p.name))
+
+    def current(self, kind: str) -> str | None:
+        try:
+            version = (self.root / kind / "CURRENT").read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None
+        return version or None
+
+    def publish(self, kind: str, version: str) -> None:
+        if self.manifest(kind, version) is None:
+            raise StoreError(f"refusing to publish incomplete index version {kind}/{version}")
+        _atomic_write(self.root / kind / "CURRENT", version + "\n")
+
+    def drop(self, kind: str, version: str) -> None:
+        shard = self._shards.pop((kind, version), None)
+        if shard is not None:
+            shard.close()
+        shutil.rmtree(self._dir(kind, version), ignore_errors=True)
+
+    def scroll(self, kind: str, version: str, with_mean: bool = True) -> Iterator[tuple[int, dict[str, Any], np.ndarray | None]]:
+        import qdrant_edge as qe
+
+        shard = self._shard(kind, version)
+        offset = None
+        while True:
+            records, offset = shard.scroll(
+                qe.ScrollRequest(offset=offset, limit=2048, with_payload=True, with_vector=[MEAN] if with_mean else False)
+            )
+            for r in records:
+                vec = None
+                if with_mean:
+                    vec = np.asarray(r.vector[MEAN], dtype=np.float32)
+                yield int(r.id), dict(r.payload or {}), vec
+            if offset is None:
+                break
+
+    def query_maxsim(self, kind: str, version: str, tokens: np.ndarray, limit: int) -> list[Hit]:
+        import qdrant_edge as qe
+
+        res = self._shard(kind, version).query(
+            qe.QueryRequest(
+                limit=limit,
+                query=qe.Query.Nearest(np.ascontiguousarray(tokens, dtype=np.float32), using=TOKENS),
+                with_payload=True,
+                params=qe.SearchParams(exact=True),
+            )
+        )
+        return [Hit(int(p.id), float(p.score), dict(p.payload or {})) for p in res]
+
+    def query_mean(self, kind: str, version: str, queries: np.ndarray, limit: int, threshold: float | None = None,
+                   with_payload: bool = False) -> list[list[Hit]]:
+        import qdrant_edge as qe
+
+        reqs = [
+            qe.QueryRequest(
+                limit=limit,
+                query=qe.Query.Nearest(np.ascontiguousarray(q, dtype=np.float32), using=MEAN),
+                score_threshold=threshold,
+                params=qe.SearchParams(exact=True),
+                with_payload=with_payload,
+            )
+            for q in queries
+        ]
+        res = self._shard(kind, version).query_batch(qe.QueryBatchRequest(reqs))
+        return [[Hit(int(p.id), float(p.score), dict(p.payload or {}) if with_payload else None) for p in row] for row in res]
+
+    def close(self) -> None:
+        for shard in self._shards.values():
+            try:
+                shard.close()
+            except Exception:  # closing twice or after a failed write must not mask the real error
+                logger.debug("closing an edge shard failed", exc_info=True)
+        self._shards.clear()
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write via a temp file + fsync + rename, so a reader sees the old or the new content, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StoreError(f"cannot write {path}: {exc}") from exc
+
+
+# ------------------------------------------------------------------------------------ qdrant-client
+class ClientStore(Store):
+    """qdrant-client: a server/cluster (``url``), local mode (``path``) or ``:memory:``.
+
+    Collections are named ``<prefix>-<kind>-<version>``; the alias ``<prefix>-<kind>`` names the live one;
+    the manifest lives in the collection's metadata, written last.
+    """
+
+    def __init__(
+        self,
+        location: str,
+        prefix: str = "jobskills",
+        api_key: str | None = None,
+        shard_number: int = 1,
+        replication_factor: int = 1,
+        write_consistency_factor: int = 1,
+        timeout: int = 30,
+    ) -> None:
+        from qdrant_client import QdrantClient
+
+        self.prefix = prefix
+        self.location = location
+        self.remote = location.startswith(("http://", "https://"))
+        self.engine = "server" if self.remote else ("memory" if location == ":memory:" else "local")
+        self._collection_kwargs = (
+            dict(shard_number=shard_number, replication_factor=replication_factor, write_consistency_factor=write_consistency_factor)
+            if self.remote
+            else {}
+        )
+        try:
+            if self.remote:
+                self.client = QdrantClient(url=location, api_key=api_key, timeout=timeout)
+                self.client.get_collections()  # fail fast, naming the URL
+            elif location == ":memory:":
+                self.client = QdrantClient(location=":memory:")
+            else:
+                Path(location).mkdir(parents=True, exist_ok=True)
+                self.client = QdrantClient(path=location)
+        except Exception as exc:
+            text = str(exc)
+            if "already accessed by another instance" in text:
+                raise StoreLockedError(
+                    f"the local Qdrant store at {location} is in use by another process; stop it or use another JOBSKILLS_HOME"
+                ) from exc
+            if self.remote:
+                raise StoreError(f"cannot reach the Qdrant server at {location}: {type(exc).__name__}: {text}") from exc
+            raise StoreError(f"cannot open the Qdrant store at {location}: {text}") from exc
+
+    def _name(self, kind: str, version: str) -> str:
+        _check_version(kind, version)
+        return f"{self.prefix}-{kind}-{version}"
+
+    def _alias(self, kind: str) -> str:
+        return f"{self.prefix}-{kind}"
+
+    def create(self, kind: str, version: str, dim: int) -> None:
+        from qdrant_client import models
+
+        name = self._name(kind, version)
+        if self.client.collection_exists(name):
+            raise StoreError(f"collection {name} already exists")
+        self.client.create_collection(
+            name,
+            vectors_config={
+                TOKENS: models.VectorParams(
+                    size=dim,
+                    distance=models.Distance.COSINE,
+                    multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
+                    hnsw_config=models.HnswConfigDiff(m=0),
+                ),
+                MEAN: models.VectorParams(size=dim, distance=models.Distance.DOT),
+            },
+            **self._collection_kwargs,
+        )
+
+    def upsert(self, kind: str, version: str, points: Sequence[IndexPoint]) -> None:
+        from qdrant_client import models
+
+        try:
+            self.client.upsert(
+                self._name(kind, version),
+                points=[
+                    models.PointStruct(id=p.id, vector={TOKENS: np.asarray(p.tokens, dtype=np.float32).tolist(), MEAN: np.asarray(p.mean, dtype=np.float32).tolist()}, payload=p.payload)
+                    for p in points
+                ],
+                wait=True,
+            )
+        except Exception as exc:
+            raise StoreError(f"writing to collection {self._name(kind, version)} failed: {exc}") from exc
+
+    def finalize(self, kind: str, version: str, manifest: dict[str, Any]) -> None:
+        self.client.update_collection(self._name(kind, version), metadata={MANIFEST_KEY: manifest})
+
+    def count(self, kind: str, version: str) -> int:
+        return int(self.client.count(self._name(kind, version), exact=True).count)
+
+    def manifest(self, kind: str, version: str) -> dict[str, Any] | None:
+        name = self._name(kind, version)
+        if not self.client.collection_exists(name):
+            return None
+        meta = self.client.get_collection(name).config.metadata or {}
+        found = meta.get(MANIFEST_KEY)
+        return dict(found) if found else None
+
+    def all_versions(self, kind: str) -> list[str]:
+        head = f"{self.prefix}-{kind}-"
+        return sorted(c.name[len(head):] for c in self.client.get_collections().collections if c.name.startswith(head))
+
+    def current(self, kind: str) -> str | None:
+        alias = self._alias(kind)
+        for a in self.client.get_aliases().aliases:
+            if a.alias_name == alias:
+                head = f"{self.prefix}-{kind}-"
+                return a.collection_name[len(head):] if a.collection_name.startswith(head) else None
+        return None
+
+    def publish(self, kind: str, version: str) -> None:
+        from qdrant_client import models
+
+        if self.manifest(kind, version) is None:
+            raise StoreError(f"refusing to publish incomplete collection {self._name(kind, version)}")
+        alias = self._alias(kind)
+        ops: list[Any] = []
+        if self.current(kind) is not None:
+            ops.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
+        ops.append(models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=self._name(kind, version), alias_name=alias)))
+        self.client.update_collection_aliases(change_aliases_operations=ops)  # one atomic request
+
+    def drop(self, kind: str, version: str) -> None:
+        self.client.delete_collection(self._name(kind, version))
+
+    def scroll(self, kind: str, version: str, with_mean: bool = True) -> Iterator[tuple[int, dict[str, Any], np.ndarray | None]]:
+        offset = None
+        name = self._name(kind, version)
+        while True:
+            records, offset = self.client.scroll(name, limit=2048, offset=offset, with_payload=True, with_vectors=[MEAN] if with_mean else False)
+            for r in records:
+                vec = np.asarray(r.vector[MEAN], dtype=np.float32) if with_mean else None  # type: ignore[index]
+                yield int(r.id), dict(r.payload or {}), vec
+            if offset is None:
+                break
+
+    def query_maxsim(self, kind: str, version: str, tokens: np.ndarray, limit: int) -> list[Hit]:
+        from qdrant_client import models
+
+        res = self.client.query_points(
+            self._name(kind, version),
+            query=np.asarray(tokens, dtype=np.float32).tolist(),
+            using=TOKENS,
+            limit=limit,
+            with_payload=True,
+            search_params=models.SearchParams(exact=True),
+        )
+        return [Hit(int(p.id), float(p.score), dict(p.payload or {})) for p in res.points]
+
+    def query_mean(self, kind: str, version: str, queries: np.ndarray, limit: int, threshold: float | None = None,
+                   with_payload: bool = False) -> list[list[Hit]]:
+        from qdrant_client import models
+
+        reqs = [
+            models.QueryRequest(
+                query=np.asarray(q, dtype=np.float32).tolist(),
+                using=MEAN,
+                limit=limit,
+                score_threshold=threshold,
+                with_payload=with_payload,
+                params=models.SearchParams(exact=True),
+            )
+            for q in queries
+        ]
+        res = self.client.query_batch_points(self._name(kind, version), requests=reqs)
+        return [[Hit(int(p.id), float(p.score), dict(p.payload or {}) if with_payload else None) for p in r.points] for r in res]
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except Exception:
+            logger.debug("closing the Qdrant client failed", exc_info=True)
+
+
+def open_store(settings: "Settings") -> Store:
+    """The one factory: ``QDRANT_URL`` -> server; else the embedded engine chosen by ``settings.engine``."""
+    if settings.qdrant_url:
+        return ClientStore(
+            settings.qdrant_url,
+            prefix=settings.prefix,
+            api_key=settings.qdrant_api_key,
+            shard_number=settings.shard_number,
+            replication_factor=settings.replication_factor,
+            write_consistency_factor=settings.write_consistency_factor,
+        )
+    if settings.engine == "memory":
+        return ClientStore(":memory:", prefix=settings.prefix)
+    if settings.engine == "local":
+        return ClientStore(str(settings.index_dir / "qdrant-local"), prefix=settings.prefix)
+    return EdgeStore(settings.index_dir / "edge")
