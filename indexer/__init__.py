@@ -1,0 +1,1 @@
+"""Indexer: writes versioned skill and job-title collections and publishes them atomically."""

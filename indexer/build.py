@@ -86,9 +86,16 @@ def title_items(esco: Esco, limit: int | None = None) -> list[tuple[str, dict[st
         if t.occupation_uri not in keep:
             continue
         key = t.text.casefold()
-        entry = merged.setdefault(key, {"text": t.text, "kind": "title", "occupations": [], "preferred": [], "taxonomy": "esco"})
+        entry = merged.setdefault(
+            key,
+            {"text": t.text, "kind": "title", "occupations": [], "occupation_labels": [], "isco_groups": [],
+             "preferred": [], "taxonomy": "esco"},
+        )
         if t.occupation_uri not in entry["occupations"]:
-            entry["occupations"].append(t.occupation_uri)
+            occ = esco.occupations[t.occupation_uri]
+            entry["occupations"].append(occ.uri)
+            entry["occupation_labels"].append(occ.label)
+            entry["isco_groups"].append(occ.isco_group)
             entry["preferred"].append(t.preferred)
     return [(e["text"], e) for e in merged.values()]
 
@@ -146,11 +153,13 @@ def build_index(
     threshold: float | None = None,
     keep: int = 1,
     progress: Progress | None = None,
+    skill_uris: Sequence[str] | None = None,
 ) -> BuildReport:
     """Build and publish new versions of ``kinds``.
 
     Args:
         limit: index only the first N skills / occupations (tests, quick trials).
+        skill_uris: index only these skills (a slice of the taxonomy).
         threshold: stored in the manifest; default: the model's calibrated or packaged threshold.
         keep: previous complete versions kept for rollback (older ones are dropped).
     """
@@ -162,7 +171,7 @@ def build_index(
             raise StoreError(f"unknown index kind {kind!r}")
         started = time.perf_counter()
         report.dropped += remove_incomplete(store, kind)
-        items = skill_items(esco, limit) if kind == "skills" else title_items(esco, limit)
+        items = skill_items(esco, limit, skill_uris) if kind == "skills" else title_items(esco, limit)
         if not items:
             raise StoreError(f"nothing to index for {kind}")
         version = _new_version(encoder.fingerprint, esco)
@@ -200,6 +209,7 @@ def build_index(
             "threshold_source": "command line" if threshold is not None else model_cfg.threshold_source,
             "count": n,
             "limit": limit,
+            "subset": skill_uris is not None and kind == "skills",
             "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
             "jobskills_version": __version__,
             "engine": store.engine,

@@ -29,13 +29,12 @@ def model_fingerprint(path: str | os.PathLike[str]) -> str:
     """Hash of a model folder's weights and module configs: two folders with one fingerprint score alike."""
     root = Path(path)
     h = hashlib.sha256()
+    # weights and every config / tokenizer file: anything that can change a vector
     files = sorted(
         p
         for p in root.rglob("*")
-        if p.is_file()
-        and (p.suffix in _WEIGHT_SUFFIXES or p.name in ("modules.json", "config.json", "tokenizer.json", "vocab.txt")
-             or p.name.endswith("_config.json") or p.parent.name.endswith(("_Pooling", "_Normalize", "_Dense")))
-        and ".git" not in p.parts
+        if p.is_file() and p.suffix in (*_WEIGHT_SUFFIXES, ".json", ".txt", ".model") and ".git" not in p.parts
+        and p.name != "jobskills_config.json"  # our own settings (threshold) change no vector
     )
     for p in files:
         h.update(str(p.relative_to(root)).encode())

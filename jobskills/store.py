@@ -373,7 +373,7 @@ class ClientStore(Store):
         )
         try:
             if self.remote:
-                self.client = QdrantClient(url=location, api_key=api_key, timeout=timeout)
+                self.client = QdrantClient(url=location, api_key=api_key, timeout=timeout, check_compatibility=False)
                 self.client.get_collections()  # fail fast, naming the URL
             elif location == ":memory:":
                 self.client = QdrantClient(location=":memory:")
@@ -493,7 +493,7 @@ class ClientStore(Store):
             using=TOKENS,
             limit=limit,
             with_payload=True,
-            search_params=models.SearchParams(exact=True),
+            search_params=models.SearchParams(exact=True) if self.remote else None,
         )
         return [Hit(int(p.id), float(p.score), dict(p.payload or {})) for p in res.points]
 
@@ -508,7 +508,7 @@ class ClientStore(Store):
                 limit=limit,
                 score_threshold=threshold,
                 with_payload=with_payload,
-                params=models.SearchParams(exact=True),
+                params=models.SearchParams(exact=True) if self.remote else None,
             )
             for q in queries
         ]

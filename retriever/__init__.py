@@ -1,0 +1,1 @@
+"""Retriever: candidates, exact ConTeXT rerank, threshold, redundancy filter, evidence; search and titles."""

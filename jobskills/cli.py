@@ -1,0 +1,55 @@
+"""The ``jobskills`` command. Each package mounts its own commands; none is imported until needed for
+``--help`` listing, and no command module imports torch at import time."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from jobskills import __version__
+from jobskills.cli_common import err, new_app, setup_logging
+
+#: packages that contribute commands, by module name (strings: core does not import its dependents)
+COMMAND_MODULES = ("indexer.cli", "retriever.cli")
+
+app = new_app("Find ESCO skills in job-ad text and nearest ESCO job titles.\n\n"
+              "This service uses the ESCO classification of the European Commission.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"jobskills {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="-v: progress logs; -vv: debug, library logs.")] = 0,
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = None,
+) -> None:
+    setup_logging(verbose)
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(_name).register(app)
+
+
+def main() -> None:
+    """Console entry point: a last guard so no traceback reaches a user (``JOBSKILLS_DEBUG=1`` shows it)."""
+    try:
+        app(prog_name="jobskills")
+    except SystemExit:
+        raise
+    except Exception as exc:  # pragma: no cover - commands map their own errors; this is the safety net
+        if os.environ.get("JOBSKILLS_DEBUG"):
+            raise
+        err(f"unexpected error: {type(exc).__name__}: {exc} (set JOBSKILLS_DEBUG=1 for the traceback)")
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

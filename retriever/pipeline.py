@@ -1,0 +1,438 @@
+"""Read path: sentence -> token embeddings -> candidate skills -> exact ConTeXT rerank -> threshold ->
+redundancy filter -> results with evidence; plus ranked skill search and job-title neighbours.
+
+The candidate stage is lossless by default (``candidates="bound"``): the ConTeXT score never exceeds
+``max_j cos(x_j, s)`` (see :func:`jobskills.scoring.token_bound`), so every skill some token reaches with
+cosine >= threshold is scored exactly, and no skill above threshold is missed. The skill matrix (each
+point's stored ``mean`` vector) is read once from the store into memory for that bound and for the exact
+rerank. Other modes: ``qdrant`` (the same bound as exact per-token threshold searches inside Qdrant),
+``maxsim`` (Qdrant's multivector MAX_SIM top-N: faster to reason about, no recall guarantee) and
+``exhaustive`` (score every skill).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from jobskills.config import Settings
+from jobskills.encoder import Encoded, Encoder
+from jobskills.errors import IndexMismatchError, IndexNotFoundError, InputError
+from jobskills.esco import ESCO_VERSION
+from jobskills.scoring import SCORER_VERSION, ScoreConfig, attention, redundancy_keep, score_all, token_bound
+from jobskills.store import Store, open_store
+from retriever.text import MAX_TEXT_CHARS, split_sentences
+
+__all__ = ["Evidence", "SkillMatch", "SentenceResult", "TitleMatch", "Retriever", "CANDIDATE_MODES", "check_manifest"]
+
+logger = logging.getLogger(__name__)
+
+CANDIDATE_MODES = ("bound", "qdrant", "maxsim", "exhaustive")
+_FLOAT_SLACK = 1e-5  # engines and torch round differently at the threshold boundary
+
+
+@dataclass
+class Evidence:
+    """A word of the input that carried a match: its text, character span in the input, attention weight."""
+
+    text: str
+    start: int
+    end: int
+    weight: float
+
+
+@dataclass
+class SkillMatch:
+    uri: str
+    label: str
+    skill_type: str
+    score: float
+    evidence: list[Evidence] = field(default_factory=list)
+    reuse_level: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SentenceResult:
+    text: str
+    start: int
+    end: int
+    skills: list[SkillMatch]
+    candidates: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "start": self.start, "end": self.end, "candidates": self.candidates,
+                "skills": [s.to_dict() for s in self.skills]}
+
+
+@dataclass
+class TitleMatch:
+    occupation_uri: str
+    label: str
+    isco_group: str
+    score: float
+    matched_title: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_manifest(manifest: dict[str, Any], encoder: Encoder) -> None:
+    """Refuse an index that the loaded model cannot query correctly."""
+    kind = manifest.get("kind", "?")
+    if manifest.get("model_fingerprint") != encoder.fingerprint:
+        raise IndexMismatchError(
+            f"the {kind} index was built with model {manifest.get('model_name')} "
+            f"(fingerprint {manifest.get('model_fingerprint')}, {manifest.get('model_path')}) but the loaded model is "
+            f"{encoder.name} (fingerprint {encoder.fingerprint}); run `jobskills index` with this model, "
+            "or pass --model with the one the index was built with"
+        )
+    if int(manifest.get("dim", -1)) != encoder.dim:
+        raise IndexMismatchError(
+            f"the {kind} index has {manifest.get('dim')}-d vectors but the model gives {encoder.dim}-d; run `jobskills index`"
+        )
+    if manifest.get("scorer_version") != SCORER_VERSION:
+        raise IndexMismatchError(
+            f"the {kind} index was built for scorer {manifest.get('scorer_version')}, this jobskills has {SCORER_VERSION}; "
+            "run `jobskills index`"
+        )
+    if manifest.get("taxonomy", "esco") == "esco" and manifest.get("esco_version") != ESCO_VERSION:
+        raise IndexMismatchError(
+            f"the {kind} index holds ESCO {manifest.get('esco_version')}, this jobskills ships {ESCO_VERSION}; run `jobskills index`"
+        )
+
+
+class _SkillTable:
+    """The published skills version held in memory: payloads and the exact ``mean`` matrix."""
+
+    def __init__(self, store: Store, version: str, manifest: dict[str, Any]) -> None:
+        import torch
+
+        ids, payloads, vecs = [], [], []
+        for pid, payload, vec in store.scroll("skills", version, with_mean=True):
+            ids.append(pid)
+            payloads.append(payload)
+            vecs.append(vec)
+        if not ids:
+            raise IndexNotFoundError(f"the skills index {version} is empty; run `jobskills index`")
+        order = np.argsort(ids)
+        self.version = version
+        self.manifest = manifest
+        self.ids = np.asarray(ids)[order]
+        self.payloads = [payloads[i] for i in order]
+        self.matrix = torch.from_numpy(np.stack([vecs[i] for i in order]).astype(np.float32))
+        self.row_of = {int(pid): row for row, pid in enumerate(self.ids)}
+
+    def __len__(self) -> int:
+        return len(self.payloads)
+
+
+class Retriever:
+    """Query side of jobskills. Open once, query many times.
+
+    Args:
+        settings: resolved settings (store location, model, threshold override).
+        store: an open store (default: :func:`jobskills.store.open_store`); closed by :meth:`close` only if
+            this object opened it.
+        encoder: a loaded encoder (default: ``settings.model_path``).
+        candidates: candidate stage, one of :data:`CANDIDATE_MODES`.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store | None = None,
+        encoder: Encoder | None = None,
+        candidates: str = "bound",
+    ) -> None:
+        if candidates not in CANDIDATE_MODES:
+            raise InputError(f"unknown candidate mode {candidates!r}; choose one of {', '.join(CANDIDATE_MODES)}")
+        self.settings = settings
+        self._own_store = store is None
+        self.store = store or open_store(settings)
+        try:
+            found = self.store.current_manifest("skills")
+            if found is None:
+                raise IndexNotFoundError(
+                    f"no skills index in {self.store.location}; run `jobskills index` first"
+                )
+            self.encoder = encoder or Encoder(settings.model_path, device=settings.device)
+            check_manifest(found[1], self.encoder)
+            self.skills = _SkillTable(self.store, *found)
+        except BaseException:
+            self.close()
+            raise
+        self.candidates = candidates
+        self.score_config = ScoreConfig.from_dict(found[1].get("score_config"))
+        self._titles: tuple[str, dict[str, Any]] | None = None
+
+    # ------------------------------------------------------------------ info
+    @property
+    def threshold(self) -> float:
+        if self.settings.threshold is not None:
+            return float(self.settings.threshold)
+        return float(self.skills.manifest.get("threshold", 0.5))
+
+    def provenance(self) -> dict[str, Any]:
+        m = self.skills.manifest
+        return {
+            "model": m.get("model_name"),
+            "model_fingerprint": m.get("model_fingerprint"),
+            "esco_version": m.get("esco_version"),
+            "scorer_version": self.score_config.version,
+            "threshold": self.threshold,
+            "index_version": self.skills.version,
+            "candidates": self.candidates,
+        }
+
+    def close(self) -> None:
+        if self._own_store and getattr(self, "store", None) is not None:
+            self.store.close()
+            self.store = None  # type: ignore[assignment]
+
+    def __enter__(self) -> "Retriever":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ extract
+    def extract(
+        self, text: str, threshold: float | None = None, redundancy: bool = True, evidence_words: int = 5
+    ) -> list[SentenceResult]:
+        """Split ``text`` into sentences and extract skills from each (spans refer to ``text``)."""
+        if not isinstance(text, str) or not text.strip():
+            raise InputError("the text is empty; give a sentence or a job ad")
+        if len(text) > MAX_TEXT_CHARS:
+            raise InputError(
+                f"the text has {len(text):,} characters, over the {MAX_TEXT_CHARS:,} limit; split it into ads "
+                "(one per line of a JSONL file) and use `jobskills extract --file`"
+            )
+        spans = self._fit_spans(text, split_sentences(text))
+        if not spans:
+            raise InputError("the text has no words to analyse")
+        return self.extract_spans(text, spans, threshold, redundancy, evidence_words)
+
+    def extract_sentences(
+        self, sentences: Sequence[str], threshold: float | None = None, redundancy: bool = True, evidence_words: int = 5
+    ) -> list[SentenceResult]:
+        """One result per given sentence (no splitting; overlong sentences are truncated by the encoder)."""
+        joined, spans, pos = [], [], 0
+        for s in sentences:
+            joined.append(s)
+            spans.append((pos, pos + len(s)))
+            pos += len(s) + 1
+        text = "\n".join(joined)
+        return self.extract_spans(text, spans, threshold, redundancy, evidence_words)
+
+    def _fit_spans(self, text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """Cut spans longer than the encoder's window at token boundaries, so nothing is silently truncated."""
+        limit = self.encoder.max_tokens - 2
+        counts = self.encoder.count_tokens([text[a:b] for a, b in spans]) if spans else []
+        out: list[tuple[int, int]] = []
+        for (a, b), n in zip(spans, counts):
+            if n <= limit + 2:
+                out.append((a, b))
+                continue
+            enc = self.encoder.tokenizer(text[a:b], add_special_tokens=False, return_offsets_mapping=True)
+            offsets = enc["offset_mapping"]
+            for i in range(0, len(offsets), limit):
+                chunk = offsets[i : i + limit]
+                out.append((a + chunk[0][0], a + chunk[-1][1]))
+        return out
+
+    def extract_spans(
+        self,
+        text: str,
+        spans: Sequence[tuple[int, int]],
+        threshold: float | None = None,
+        redundancy: bool = True,
+        evidence_words: int = 5,
+    ) -> list[SentenceResult]:
+        t = self.threshold if threshold is None else float(threshold)
+        results: list[SentenceResult] = []
+        bs = self.settings.batch_size
+        for start in range(0, len(spans), bs):
+            batch = list(spans[start : start + bs])
+            enc = self.encoder.encode([text[a:b] for a, b in batch], with_offsets=True)
+            rows_per_sentence = self._candidates(enc, t)
+            results.extend(self._rerank(text, batch, enc, rows_per_sentence, t, redundancy, evidence_words))
+        return results
+
+    def _candidates(self, enc: Encoded, t: float) -> list[np.ndarray]:
+        """Row indices into the skill table to score exactly, per sentence."""
+        import torch
+
+        n = len(enc)
+        m = len(self.skills)
+        if self.candidates == "exhaustive":
+            return [np.arange(m)] * n
+        if self.candidates == "bound":
+            bound = token_bound(enc.tokens, enc.mask, self.skills.matrix)
+            return [torch.nonzero(bound[i] >= t - _FLOAT_SLACK).flatten().numpy() for i in range(n)]
+        out = []
+        for i in range(n):
+            toks = enc.token_rows(i).cpu().numpy()
+            if self.candidates == "maxsim":
+                hits = self.store.query_maxsim("skills", self.skills.version, toks, limit=100)
+                ids = [h.id for h in hits]
+            else:  # qdrant: per-token threshold search on `mean`; cos = dot with a unit token when s is unit
+                if not self.skills.manifest.get("normalized", False):
+                    raise InputError("candidates='qdrant' needs a model with normalised embeddings; use 'bound'")
+                unit = toks / np.linalg.norm(toks, axis=1, keepdims=True).clip(1e-12)
+                ids = self._threshold_search(unit, t - _FLOAT_SLACK)
+            out.append(np.asarray(sorted({self.skills.row_of[i] for i in ids}), dtype=np.int64))
+        return out
+
+    def _threshold_search(self, queries: np.ndarray, t: float, limit: int = 128) -> set[int]:
+        """Every point with dot >= t for some query row; re-asks lists that came back full."""
+        found: set[int] = set()
+        pending = list(range(len(queries)))
+        while pending:
+            lists = self.store.query_mean("skills", self.skills.version, queries[pending], limit=limit, threshold=t)
+            full = []
+            for q, hits in zip(pending, lists):
+                found.update(h.id for h in hits)
+                if len(hits) >= limit and limit < len(self.skills):
+                    full.append(q)
+            pending, limit = full, limit * 8
+        return found
+
+    def _rerank(
+        self,
+        text: str,
+        spans: list[tuple[int, int]],
+        enc: Encoded,
+        rows_per_sentence: list[np.ndarray],
+        t: float,
+        redundancy: bool,
+        evidence_words: int,
+    ) -> list[SentenceResult]:
+        import torch
+
+        union = np.unique(np.concatenate(rows_per_sentence)) if rows_per_sentence else np.array([], dtype=np.int64)
+        results = []
+        if len(union):
+            union_t = torch.from_numpy(union)
+            scores = score_all(enc.tokens, enc.mask, self.skills.matrix[union_t], self.score_config)
+        col_of = {int(r): c for c, r in enumerate(union)}
+        for i, (a, b) in enumerate(spans):
+            rows = rows_per_sentence[i]
+            kept: list[tuple[int, float]] = []
+            for r in rows:
+                s = float(scores[i, col_of[int(r)]])
+                if s >= t:
+                    kept.append((int(r), s))
+            kept.sort(key=lambda x: -x[1])
+            if redundancy and len(kept) > 1:
+                vecs = self.skills.matrix[torch.tensor([r for r, _ in kept])]
+                keep = redundancy_keep(enc.token_rows(i), torch.ones(int(enc.mask[i].sum()), dtype=torch.bool), vecs)
+                kept = [k for k, flag in zip(kept, keep.tolist()) if flag]
+            matches = [self._match(r, s) for r, s in kept]
+            if matches and evidence_words:
+                self._attach_evidence(text, a, enc, i, kept, matches, evidence_words)
+            results.append(SentenceResult(text[a:b], a, b, matches, candidates=len(rows)))
+        return results
+
+    def _match(self, row: int, score: float) -> SkillMatch:
+        p = self.skills.payloads[row]
+        return SkillMatch(
+            uri=p.get("uri", ""), label=p.get("label", ""), skill_type=p.get("type", ""), score=round(score, 6),
+            reuse_level=p.get("reuse_level", ""),
+        )
+
+    def _attach_evidence(
+        self, text: str, offset: int, enc: Encoded, i: int, kept: list[tuple[int, float]], matches: list[SkillMatch], top: int
+    ) -> None:
+        """Words of the sentence with the attention each skill put on them (special tokens left out)."""
+        import torch
+
+        n_real = int(enc.mask[i].sum())
+        vecs = self.skills.matrix[torch.tensor([r for r, _ in kept])]
+        alpha, _ = attention(enc.token_rows(i), torch.ones(n_real, dtype=torch.bool), vecs, self.score_config)
+        word_ids = enc.word_ids[i] if enc.word_ids else [None] * n_real
+        offsets = enc.offsets[i] if enc.offsets else [(0, 0)] * n_real
+        spans: dict[int, list[int]] = {}
+        for j, w in enumerate(word_ids):
+            if w is None:
+                continue
+            s, e = offsets[j]
+            cur = spans.setdefault(w, [s, e, j])
+            cur[0], cur[1] = min(cur[0], s), max(cur[1], e)
+        for k, match in enumerate(matches):
+            weights: dict[int, float] = {}
+            for j, w in enumerate(word_ids):
+                if w is not None:
+                    weights[w] = weights.get(w, 0.0) + float(alpha[k, j])
+            best = sorted(weights.items(), key=lambda kv: -kv[1])[:top]
+            match.evidence = [
+                Evidence(text[offset + spans[w][0] : offset + spans[w][1]], offset + spans[w][0], offset + spans[w][1], round(wt, 4))
+                for w, wt in best
+            ]
+
+    # ------------------------------------------------------------------ search
+    def search(self, query: str, k: int = 10) -> list[SkillMatch]:
+        """The k best skills for ``query`` by exact ConTeXT score over every skill (no threshold)."""
+        import torch
+
+        if not query or not query.strip():
+            raise InputError("the query is empty")
+        if k < 1:
+            raise InputError("k must be >= 1")
+        enc = self.encoder.encode([query.strip()], with_offsets=True)
+        scores = score_all(enc.tokens, enc.mask, self.skills.matrix, self.score_config)[0]
+        top = torch.topk(scores, min(k, scores.shape[0]))
+        kept = [(int(r), float(s)) for s, r in zip(top.values, top.indices)]
+        matches = [self._match(r, s) for r, s in kept]
+        self._attach_evidence(query.strip(), 0, enc, 0, kept, matches, 3)
+        return matches
+
+    # ------------------------------------------------------------------ titles
+    def _title_version(self) -> tuple[str, dict[str, Any]]:
+        if self._titles is None:
+            found = self.store.current_manifest("titles")
+            if found is None:
+                raise IndexNotFoundError(f"no job-title index in {self.store.location}; run `jobskills index`")
+            check_manifest(found[1], self.encoder)
+            self._titles = found
+        return self._titles
+
+    def titles(self, query: str, k: int = 10, method: str = "maxsim") -> list[TitleMatch]:
+        """Nearest ESCO occupations for a free-text job title, best title per occupation.
+
+        ``maxsim``: late interaction over title tokens (score = MAX_SIM / number of query tokens, in [-1, 1]);
+        ``mean``: cosine of pooled embeddings (the fallback for very short or noisy titles).
+        """
+        if not query or not query.strip():
+            raise InputError("the job title is empty")
+        if k < 1:
+            raise InputError("k must be >= 1")
+        if method not in ("maxsim", "mean"):
+            raise InputError(f"unknown title method {method!r}; choose maxsim or mean")
+        version, _ = self._title_version()
+        enc = self.encoder.encode([query.strip()])
+        limit = max(50, 10 * k)
+        if method == "maxsim":
+            n_tok = int(enc.mask[0].sum())
+            hits = self.store.query_maxsim("titles", version, enc.token_rows(0).cpu().numpy(), limit=limit)
+            scored = [(h.score / n_tok, h.payload or {}) for h in hits]
+        else:
+            hits = self.store.query_mean("titles", version, enc.pooled.cpu().numpy(), limit=limit, with_payload=True)[0]
+            scored = [(h.score, h.payload or {}) for h in hits]
+        best: dict[str, TitleMatch] = {}
+        for score, p in scored:
+            for j, occ in enumerate(p.get("occupations", [])):
+                if occ not in best or score > best[occ].score:
+                    best[occ] = TitleMatch(
+                        occupation_uri=occ,
+                        label=(p.get("occupation_labels") or [""] * (j + 1))[j],
+                        isco_group=(p.get("isco_groups") or [""] * (j + 1))[j],
+                        score=round(float(score), 6),
+                        matched_title=p.get("text", ""),
+                    )
+        return sorted(best.values(), key=lambda m: -m.score)[:k]

@@ -1,0 +1,131 @@
+"""The CLI through typer's runner: exit codes, JSON that parses, one-line errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from jobskills.cli import app
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory, runner):
+    home = tmp_path_factory.mktemp("cli-home")
+    res = runner.invoke(app, ["index", "--home", str(home), "--limit", "60", "--json"])
+    assert res.exit_code == 0, res.output
+    return home
+
+
+def test_help_does_not_import_torch():
+    code = "import sys, jobskills.cli; bad = [m for m in ('torch', 'sentence_transformers', 'qdrant_client', 'qdrant_edge') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_help_lists_commands(runner):
+    res = runner.invoke(app, ["--help"])
+    assert res.exit_code == 0
+    for cmd in ("index", "extract", "search", "titles", "info"):
+        assert cmd in res.output
+
+
+def test_index_json_and_info(runner, home):
+    res = runner.invoke(app, ["info", "--home", str(home), "--json"])
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout)
+    m = info["skills"]["manifest"]
+    assert m["count"] == 60 and m["dim"] == 384 and m["esco_version"] == "v1.1.0"
+    assert m["scorer_version"] == "contextmatch-1" and 0 < m["threshold"] < 1
+    assert m["score_config"] == {"logits": "dot", "temperature": 2.0} and m["threshold"] == 0.45
+    assert info["titles"]["manifest"]["count"] > 60
+    human = runner.invoke(app, ["info", "--home", str(home)])
+    assert "skills: 60 points" in human.output
+
+
+def test_extract_json(runner, home, tmp_path):
+    res = runner.invoke(app, ["extract", "--home", str(home), "--json", "-t", "0.3",
+                              "We need someone to manage musical staff. Free coffee!"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["provenance"]["threshold"] == 0.3 and data["provenance"]["esco_version"] == "v1.1.0"
+    assert len(data["sentences"]) == 2
+    first = data["sentences"][0]["skills"]
+    assert first and first[0]["label"] == "manage musical staff" and first[0]["evidence"]
+    assert {"uri", "label", "skill_type", "score", "evidence"} <= set(first[0])
+    ad = tmp_path / "ad.txt"
+    ad.write_text("Manage musical staff.\n- Coordinate duties of musical staff\n", encoding="utf-8")
+    res = runner.invoke(app, ["extract", "--home", str(home), "--file", str(ad), "--json"])
+    assert res.exit_code == 0 and len(json.loads(res.stdout)["sentences"]) == 2
+
+
+def test_search_and_titles(runner, home, esco):
+    res = runner.invoke(app, ["search", "--home", str(home), "music staff", "-k", "5", "--json"])
+    assert res.exit_code == 0, res.output
+    skills = json.loads(res.stdout)["skills"]
+    assert len(skills) == 5 and skills[0]["score"] >= skills[-1]["score"]
+    occ = next(iter(esco.occupations.values()))
+    res = runner.invoke(app, ["titles", "--home", str(home), occ.label, "-k", "3", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["occupations"][0]["occupation_uri"] == occ.uri
+    res = runner.invoke(app, ["titles", "--home", str(home), occ.label, "-k", "3"])
+    assert occ.label in res.output and "ISCO" in res.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["extract", "   "], "empty"),
+        (["extract"], "either TEXT or --file"),
+        (["extract", "x", "--model", "/nonexistent/model"], "does not exist"),
+        (["extract", "x", "--candidates", "magic"], "unknown candidate mode"),
+        (["titles", "  "], "empty"),
+    ],
+)
+def test_errors_are_one_line(runner, home, args, message):
+    res = runner.invoke(app, [*args, "--home", str(home)])
+    assert res.exit_code == 1
+    assert message in res.output and "Traceback" not in res.output
+    assert len([ln for ln in res.output.splitlines() if ln.strip()]) == 1
+
+
+def test_non_utf8_file(runner, home, tmp_path):
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("Gestion de l'équipe".encode("latin-1"))
+    res = runner.invoke(app, ["extract", "--home", str(home), "--file", str(bad)])
+    assert res.exit_code == 1 and "not UTF-8" in res.output
+
+
+def test_no_index_yet(runner, tmp_path):
+    res = runner.invoke(app, ["extract", "--home", str(tmp_path), "hello"])
+    assert res.exit_code == 1 and "jobskills index" in res.output
+
+
+def test_mismatched_model(runner, home, tiny_model_path):
+    res = runner.invoke(app, ["extract", "--home", str(home), "--model", tiny_model_path, "hello"])
+    assert res.exit_code == 1 and "jobskills index" in res.output and "fingerprint" in res.output
+
+
+def test_rebuild_and_rollback(runner, tmp_path):
+    home = str(tmp_path)
+    for _ in range(2):
+        assert runner.invoke(app, ["index", "--home", home, "--limit", "5", "--only", "skills", "--json"]).exit_code == 0
+    first = json.loads(runner.invoke(app, ["info", "--home", home, "--json"]).stdout)["skills"]
+    assert len(first["versions"]) == 2 and first["live"] == first["versions"][1]
+    res = runner.invoke(app, ["index", "--home", home, "--rollback", "--only", "skills", "--json"])
+    assert res.exit_code == 0, res.output
+    after = json.loads(runner.invoke(app, ["info", "--home", home, "--json"]).stdout)["skills"]
+    assert after["live"] == first["versions"][0]
+    # nothing older left to roll back to
+    res = runner.invoke(app, ["index", "--home", home, "--rollback", "--only", "skills"])
+    assert res.exit_code == 1 and "no previous" in res.output
