@@ -164,7 +164,7 @@ def build_index(
         keep: previous complete versions kept for rollback (older ones are dropped).
     """
     esco = esco or load_esco()
-    model_cfg = load_model_config(encoder.path, encoder.fingerprint)
+    model_cfg = load_model_config(encoder.path, encoder.fingerprint, settings.home)
     report = BuildReport(threshold=threshold if threshold is not None else model_cfg.threshold)
     for kind in kinds:
         if kind not in KINDS:

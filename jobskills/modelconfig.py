@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from jobskills.errors import ModelLoadError
+from jobskills.fileio import atomic_write_text
 from jobskills.scoring import ScoreConfig
 
-__all__ = ["MODEL_CONFIG_NAME", "FALLBACK_THRESHOLD", "ModelConfig", "load_model_config", "save_model_config"]
+__all__ = [
+    "MODEL_CONFIG_NAME", "FALLBACK_THRESHOLD", "ModelConfig", "calibration_path", "load_model_config", "save_model_config",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +50,23 @@ def _from_dict(data: dict[str, Any], source: str) -> ModelConfig:
     )
 
 
-def load_model_config(model_path: str, fingerprint: str) -> ModelConfig:
-    """The model's own config, else the packaged default for this exact model, else the fallback."""
-    own = Path(model_path) / MODEL_CONFIG_NAME
-    if own.is_file():
-        try:
-            return _from_dict(json.loads(own.read_text(encoding="utf-8")), f"model config {own}")
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"{own} is unreadable ({exc}); fix or delete it") from exc
+def calibration_path(home: Path, fingerprint: str) -> Path:
+    """Where ``jobskills calibrate`` keeps a model's settings when its folder is not ours to write."""
+    return Path(home) / "calibration" / f"{fingerprint}.json"
+
+
+def load_model_config(model_path: str, fingerprint: str, home: Path | None = None) -> ModelConfig:
+    """First found: the model folder's ``jobskills_config.json``, this home's calibration for the model,
+    the packaged default for this exact model, the generic fallback."""
+    candidates = [(Path(model_path) / MODEL_CONFIG_NAME, "model config")]
+    if home is not None:
+        candidates.append((calibration_path(home, fingerprint), "calibration"))
+    for path, what in candidates:
+        if path.is_file():
+            try:
+                return _from_dict(json.loads(path.read_text(encoding="utf-8")), f"{what} {path}")
+            except (OSError, ValueError) as exc:
+                raise ModelLoadError(f"{path} is unreadable ({exc}); fix or delete it") from exc
     try:
         defaults = json.loads(_DEFAULTS.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -67,10 +79,10 @@ def load_model_config(model_path: str, fingerprint: str) -> ModelConfig:
     return ModelConfig()
 
 
-def save_model_config(model_path: str, cfg: ModelConfig) -> Path:
-    """Write ``jobskills_config.json`` atomically into a model folder."""
-    from jobskills.store import _atomic_write
-
-    path = Path(model_path) / MODEL_CONFIG_NAME
-    _atomic_write(path, json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
+def save_model_config(path: Path, cfg: ModelConfig) -> Path:
+    """Write a model config atomically: a model folder (its ``jobskills_config.json``) or a file path."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MODEL_CONFIG_NAME
+    atomic_write_text(path, json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
     return path

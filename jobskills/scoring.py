@@ -154,21 +154,33 @@ def score_pairwise(tokens: Tensor, mask: Tensor, skills: Tensor, cfg: ScoreConfi
     return _combine(dots.masked_fill(~mask, 0.0), cos.masked_fill(~mask, 0.0), mask, cfg, token_dim=1)
 
 
-def token_bound(tokens: Tensor, mask: Tensor, skills: Tensor, chunk_size: int = 4096) -> Tensor:
+def token_bound(
+    tokens: Tensor, mask: Tensor, skills: Tensor, chunk_size: int = 8192, skills_unit: Tensor | None = None
+) -> Tensor:
     """Upper bound of the score: ``max_j cos(x_j, s)`` over real tokens, ``(n_sentences, n_skills)``.
+
+    Computed as one matrix product of the batch's *real* tokens (padding dropped, unit length) with the
+    unit skill vectors, then a max per sentence: the cheapest exact form of the bound. Pass
+    ``skills_unit`` (``skills`` scaled to unit length) to reuse it across calls.
 
     >>> x = torch.tensor([[[1.0, 0.0], [0.0, 2.0]]])
     >>> token_bound(x, torch.tensor([[True, True]]), torch.tensor([[1.0, 1.0]])).tolist()
     [[0.7071067690849304]]
     """
     mask = mask.bool()
-    out = []
-    for start in range(0, skills.shape[0], chunk_size):
-        _, cos = token_cosines(tokens, mask, skills[start : start + chunk_size])
-        out.append(cos.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1))
-    if not out:
-        return tokens.new_zeros((tokens.shape[0], 0))
-    return torch.cat(out, dim=1)
+    if skills_unit is None:
+        skills_unit = skills / skills.norm(dim=-1, keepdim=True).clamp_min(_EPS)
+    flat = tokens[mask]  # (n_real_tokens, dim), sentence-major
+    flat = flat / flat.norm(dim=-1, keepdim=True).clamp_min(_EPS)
+    lengths = mask.sum(dim=1).tolist()
+    out = tokens.new_empty((tokens.shape[0], skills_unit.shape[0]))
+    for start in range(0, skills_unit.shape[0], chunk_size):
+        cos = flat @ skills_unit[start : start + chunk_size].T  # (n_real_tokens, chunk)
+        offset = 0
+        for i, n in enumerate(lengths):
+            out[i, start : start + cos.shape[1]] = cos[offset : offset + n].amax(dim=0) if n else float("-inf")
+            offset += n
+    return out
 
 
 def attention(tokens: Tensor, mask: Tensor, skills: Tensor, cfg: ScoreConfig = ScoreConfig()) -> tuple[Tensor, Tensor]:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 import numpy as np
 
 from jobskills.errors import StoreError, StoreLockedError
+from jobskills.fileio import atomic_write_text
 
 if TYPE_CHECKING:
     from jobskills.config import Settings
@@ -328,17 +329,9 @@ class EdgeStore(Store):
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    """Write via a temp file + fsync + rename, so a reader sees the old or the new content, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        atomic_write_text(path, text)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise StoreError(f"cannot write {path}: {exc}") from exc
 
 

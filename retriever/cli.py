@@ -111,7 +111,101 @@ def titles(
         typer.echo(f"{i:>3}. {m.score:.3f}  {m.label}  (ISCO {m.isco_group}; via \"{m.matched_title}\")  {m.occupation_uri}")
 
 
+@handle_errors
+def evaluate(
+    bench: Annotated[Path, typer.Argument(help="JSONL benchmark: {text, skills} lines or {title, occupation} lines.")],
+    dump: Annotated[Optional[Path], typer.Option("--dump", help="Write one JSON line per sentence (gold, predicted, top-10).", show_default=False)] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Evaluate only the first N lines.", show_default=False)] = None,
+    method: Annotated[str, typer.Option("--method", help="Titles: maxsim or mean.")] = "maxsim",
+    threshold: ThresholdOpt = None,
+    candidates: Annotated[str, typer.Option("--candidates", help="Candidate stage for the extraction path.")] = "bound",
+    model: ModelOpt = None,
+    home: HomeOpt = None,
+    engine: EngineOpt = None,
+    device: DeviceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Measure the index on a benchmark: RP@K, MRR, P/R/F1, redundancy, candidate recall, speed (or title accuracy)."""
+    from retriever import evaluate as ev
+
+    kind = ev.bench_kind(bench)
+    with _open(model, home, engine, device, threshold, candidates) as r:
+        warnings = []
+        if kind == "extraction":
+            examples = ev.load_extraction_bench(bench, r.skills.row_of_uri)[:limit]
+            calibrated = (r.skills.manifest.get("calibrated_on") or {}).get("sha256")
+            if threshold is None and calibrated and calibrated == ev.file_sha256(bench):
+                warnings.append(f"the threshold was calibrated on this same file ({bench}); P/R/F1 are optimistic")
+            report = ev.evaluate_extraction(r, examples, dump=dump)
+        else:
+            if r.skills.manifest.get("limit") or r.skills.manifest.get("subset"):
+                warnings.append("the index holds a subset of ESCO; scores are not comparable to a full index")
+            examples = ev.load_title_bench(bench)[:limit]
+            report = ev.evaluate_titles(r, examples, method=method)
+        report["bench"] = str(bench)
+        report["provenance"] = r.provenance()
+        report["warnings"] = warnings
+    for w in warnings:
+        typer.echo(f"warning: {w}", err=True)
+    if json_out:
+        emit_json(report)
+        return
+    if kind == "extraction":
+        rk, ex = report["ranking"], report["extraction"]
+        typer.echo(f"{report['sentences']} sentences ({report['sentences_with_gold']} with gold, {report['gold_links']} links); {report['ranking_method']}")
+        typer.echo("ranking:    " + "  ".join(f"RP@{k.split('@')[1]} {100 * v:.2f}" for k, v in rk.items() if k.startswith("rp@")) + f"  MRR {rk['mrr']:.4f}")
+        typer.echo(f"extraction: P {ex['precision']:.4f}  R {ex['recall']:.4f}  F1 {ex['f1']:.4f}  at threshold {report['threshold']:.2f}"
+                   f"  (tp {ex['tp']}, fp {ex['fp']}, fn {ex['fn']})")
+        typer.echo(f"redundancy rate {100 * report['redundancy_rate']:.2f}%  candidate recall {100 * report['candidate_recall']:.2f}%"
+                   f"  ({report['candidates_per_sentence']:.0f} candidates/sentence)  {report['sentences_per_s']:.1f} sentences/s")
+    else:
+        typer.echo(f"{report['titles']} titles ({report['method']}): MRR {report['mrr']:.4f}  acc@1 {report['acc@1']:.4f}"
+                   f"  acc@5 {report['acc@5']:.4f}  acc@10 {report['acc@10']:.4f}  {report['titles_per_s']:.1f} titles/s")
+
+
+@handle_errors
+def calibrate(
+    dev: Annotated[Path, typer.Argument(help="Skill-extraction JSONL ({text, skills}) to calibrate on.")],
+    lo: Annotated[float, typer.Option("--from", help="Lowest threshold.")] = 0.20,
+    hi: Annotated[float, typer.Option("--to", help="Highest threshold.")] = 0.90,
+    step: Annotated[float, typer.Option("--step", help="Sweep step.")] = 0.01,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Save the P/R/F1 curve as a PNG (needs matplotlib).", show_default=False)] = None,
+    write_model: Annotated[bool, typer.Option("--write-model", help="Also write the threshold into the model folder's jobskills_config.json.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the curve, store nothing.")] = False,
+    model: ModelOpt = None,
+    home: HomeOpt = None,
+    engine: EngineOpt = None,
+    device: DeviceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Sweep the threshold, keep the best F1 (redundancy filter on), store it with the index and the model."""
+    from retriever import evaluate as ev
+    from retriever.calibrate import plot_curve, store_calibration, sweep_thresholds
+
+    if ev.bench_kind(dev) != "extraction":
+        raise InputError(f"{dev} is not a skill-extraction benchmark ({{text, skills}} lines)")
+    with _open(model, home, engine, device) as r:
+        examples = ev.load_extraction_bench(dev, r.skills.row_of_uri)
+        previous = r.threshold
+        curve, best = sweep_thresholds(r, examples, lo, hi, step)
+        stored = None if dry_run else store_calibration(r, best, dev, write_model=write_model)
+    if plot is not None:
+        plot_curve(curve, best, plot)
+    if json_out:
+        emit_json({"best": best, "previous_threshold": previous, "curve": curve, "stored": stored})
+        return
+    typer.echo("threshold  precision  recall  F1")
+    for c in curve:
+        mark = "  <- best" if c["threshold"] == best["threshold"] else ""
+        typer.echo(f"{c['threshold']:>9.2f}  {c['precision']:>9.4f}  {c['recall']:>6.4f}  {c['f1']:.4f}{mark}")
+    typer.echo(f"best F1 {best['f1']:.4f} at threshold {best['threshold']:.2f} (was {previous:.2f})"
+               + ("; not stored (--dry-run)" if dry_run else f"; stored in index {stored['index_version']} and {', '.join(stored['model_config'])}"))
+    typer.echo("note: evaluating on this same file will give optimistic P/R/F1; keep a separate test set", err=True)
+
+
 def register(app: typer.Typer) -> None:
     app.command("extract")(extract)
     app.command("search")(search)
     app.command("titles")(titles)
+    app.command("eval")(evaluate)
+    app.command("calibrate")(calibrate)

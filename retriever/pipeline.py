@@ -126,7 +126,9 @@ class _SkillTable:
         self.ids = np.asarray(ids)[order]
         self.payloads = [payloads[i] for i in order]
         self.matrix = torch.from_numpy(np.stack([vecs[i] for i in order]).astype(np.float32))
+        self.unit = self.matrix / self.matrix.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         self.row_of = {int(pid): row for row, pid in enumerate(self.ids)}
+        self.row_of_uri = {p.get("uri"): row for row, p in enumerate(self.payloads)}
 
     def __len__(self) -> int:
         return len(self.payloads)
@@ -255,14 +257,18 @@ class Retriever:
         evidence_words: int = 5,
     ) -> list[SentenceResult]:
         t = self.threshold if threshold is None else float(threshold)
-        results: list[SentenceResult] = []
+        results: list[SentenceResult | None] = [None] * len(spans)
         bs = self.settings.batch_size
-        for start in range(0, len(spans), bs):
-            batch = list(spans[start : start + bs])
+        # batches of similar length: padding costs encoder time and bound time for nothing
+        order = sorted(range(len(spans)), key=lambda i: spans[i][1] - spans[i][0])
+        for start in range(0, len(order), bs):
+            idx = order[start : start + bs]
+            batch = [spans[i] for i in idx]
             enc = self.encoder.encode([text[a:b] for a, b in batch], with_offsets=True)
             rows_per_sentence = self._candidates(enc, t)
-            results.extend(self._rerank(text, batch, enc, rows_per_sentence, t, redundancy, evidence_words))
-        return results
+            for i, res in zip(idx, self._rerank(text, batch, enc, rows_per_sentence, t, redundancy, evidence_words)):
+                results[i] = res
+        return results  # type: ignore[return-value]
 
     def _candidates(self, enc: Encoded, t: float) -> list[np.ndarray]:
         """Row indices into the skill table to score exactly, per sentence."""
@@ -273,7 +279,7 @@ class Retriever:
         if self.candidates == "exhaustive":
             return [np.arange(m)] * n
         if self.candidates == "bound":
-            bound = token_bound(enc.tokens, enc.mask, self.skills.matrix)
+            bound = token_bound(enc.tokens, enc.mask, self.skills.matrix, skills_unit=self.skills.unit)
             return [torch.nonzero(bound[i] >= t - _FLOAT_SLACK).flatten().numpy() for i in range(n)]
         out = []
         for i in range(n):
@@ -315,20 +321,16 @@ class Retriever:
     ) -> list[SentenceResult]:
         import torch
 
-        union = np.unique(np.concatenate(rows_per_sentence)) if rows_per_sentence else np.array([], dtype=np.int64)
         results = []
-        if len(union):
-            union_t = torch.from_numpy(union)
-            scores = score_all(enc.tokens, enc.mask, self.skills.matrix[union_t], self.score_config)
-        col_of = {int(r): c for c, r in enumerate(union)}
         for i, (a, b) in enumerate(spans):
             rows = rows_per_sentence[i]
             kept: list[tuple[int, float]] = []
-            for r in rows:
-                s = float(scores[i, col_of[int(r)]])
-                if s >= t:
-                    kept.append((int(r), s))
-            kept.sort(key=lambda x: -x[1])
+            if len(rows):
+                real = enc.token_rows(i).unsqueeze(0)  # padding may sit left or right: take the real tokens
+                scores = score_all(real, torch.ones(real.shape[:2], dtype=torch.bool),
+                                   self.skills.matrix[torch.from_numpy(rows)], self.score_config)[0]
+                keep_rows = torch.nonzero(scores >= t).flatten().tolist()
+                kept = sorted(((int(rows[j]), float(scores[j])) for j in keep_rows), key=lambda x: -x[1])
             if redundancy and len(kept) > 1:
                 vecs = self.skills.matrix[torch.tensor([r for r, _ in kept])]
                 keep = redundancy_keep(enc.token_rows(i), torch.ones(int(enc.mask[i].sum()), dtype=torch.bool), vecs)

@@ -1,0 +1,84 @@
+"""Threshold calibration: sweep, pick the best F1, store the choice with the index and the model."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from jobskills.errors import InputError
+from jobskills.modelconfig import ModelConfig, calibration_path, save_model_config
+from retriever.evaluate import ExtractionExample, best_threshold, file_sha256, threshold_sweep
+
+if TYPE_CHECKING:
+    from retriever.pipeline import Retriever
+
+__all__ = ["sweep_thresholds", "store_calibration", "plot_curve"]
+
+logger = logging.getLogger(__name__)
+
+
+def sweep_thresholds(
+    r: "Retriever", examples: Sequence[ExtractionExample], lo: float = 0.20, hi: float = 0.90, step: float = 0.01
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """F1 curve (redundancy filter on) over ``lo..hi`` in ``step`` and its best point."""
+    if not 0 < step <= 0.5 or lo >= hi:
+        raise InputError("calibration range needs lo < hi and 0 < step <= 0.5")
+    if not any(e.skills for e in examples):
+        raise InputError("the calibration set has no gold skills: F1 is undefined")
+    n = int(round((hi - lo) / step)) + 1
+    thresholds = [round(lo + i * step, 4) for i in range(n)]
+    curve = threshold_sweep(r, examples, thresholds, redundancy=True)
+    return curve, dict(best_threshold(curve))
+
+
+def store_calibration(
+    r: "Retriever", best: dict[str, Any], bench: Path, write_model: bool = False
+) -> dict[str, Any]:
+    """Record the threshold in the live skills index manifest and in this home's calibration for the model
+    (and in the model folder's ``jobskills_config.json`` when ``write_model``)."""
+    bench = Path(bench).resolve()
+    record = {
+        "path": str(bench),
+        "sha256": file_sha256(bench),
+        "threshold": best["threshold"],
+        "f1": best["f1"],
+        "precision": best["precision"],
+        "recall": best["recall"],
+        "at": dt.datetime.now(dt.timezone.utc).isoformat(),
+    }
+    source = f"calibrate {bench.name} (best F1 {best['f1']:.4f})"
+    manifest = dict(r.skills.manifest)
+    manifest.update(threshold=best["threshold"], threshold_source=source, calibrated_on=record)
+    r.store.finalize("skills", r.skills.version, manifest)
+    r.skills.manifest = manifest
+    cfg = ModelConfig(score=r.score_config, threshold=best["threshold"], threshold_source=source, extra={"calibrated_on": record})
+    written = [str(save_model_config(calibration_path(r.settings.home, r.encoder.fingerprint), cfg))]
+    if write_model:
+        written.append(str(save_model_config(Path(r.encoder.path), cfg)))
+    logger.info("stored threshold %.2f in index %s and %s", best["threshold"], r.skills.version, ", ".join(written))
+    return {"index_version": r.skills.version, "model_config": written, **record}
+
+
+def plot_curve(curve: Sequence[dict[str, Any]], best: dict[str, Any], path: Path) -> None:
+    """Precision, recall and F1 against the threshold, as a PNG (needs matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise InputError("--plot needs matplotlib: pip install matplotlib") from None
+    ts = [c["threshold"] for c in curve]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key in ("precision", "recall", "f1"):
+        ax.plot(ts, [c[key] for c in curve], label=key)
+    ax.axvline(best["threshold"], color="grey", linestyle="--", label=f"best F1 at {best['threshold']:.2f}")
+    ax.set_xlabel("threshold")
+    ax.set_ylim(0, 1)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
