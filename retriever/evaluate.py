@@ -199,24 +199,17 @@ def redundant(predicted: Sequence[str], labels: Mapping[str, str], ancestors: Ma
 
 
 def skill_ancestors(broader: Mapping[str, Sequence[str]]) -> dict[str, frozenset[str]]:
-    """Transitive broader concepts of every concept (cycles are tolerated)."""
-    memo: dict[str, frozenset[str]] = {}
-
-    def walk(u: str, stack: frozenset[str]) -> frozenset[str]:
-        if u in memo:
-            return memo[u]
-        acc: set[str] = set()
-        for b in broader.get(u, ()):
-            if b in stack:
-                continue
-            acc.add(b)
-            acc |= walk(b, stack | {b})
-        memo[u] = frozenset(acc)
-        return memo[u]
-
-    for u in broader:
-        walk(u, frozenset({u}))
-    return memo
+    """Everything reachable upward through one or more ``broader`` steps (breadth-first; cycles tolerated)."""
+    out: dict[str, frozenset[str]] = {}
+    for start in broader:
+        seen: set[str] = set()
+        frontier = list(broader[start])
+        while frontier:
+            frontier = [b for b in frontier if b not in seen]
+            seen.update(frontier)
+            frontier = [up for b in frontier for up in broader.get(b, ())]
+        out[start] = frozenset(seen)
+    return out
 
 
 # ------------------------------------------------------------------------------------- evaluation
