@@ -110,6 +110,13 @@ class Encoder:
 
         self.path = str(folder.resolve())
         self.device = resolve_device(device)
+        if not logger.isEnabledFor(logging.DEBUG):  # weight-loading bars are noise on stderr
+            try:
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()
+            except ImportError:  # pragma: no cover
+                pass
         try:
             self.model = SentenceTransformer(self.path, device=self.device, local_files_only=True)
         except Exception as exc:  # ST raises many types for a broken folder

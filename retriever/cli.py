@@ -51,6 +51,8 @@ def extract(
 ) -> None:
     """ESCO skills required by a text, per sentence, with scores and the words that carried them."""
     body = _read_text(text, file)
+    if not body.strip():
+        raise InputError("the text is empty; give a sentence or a job ad")
     with _open(model, home, engine, device, threshold, candidates) as r:
         results = r.extract(body, redundancy=not no_redundancy, evidence_words=evidence)
         prov = r.provenance()
@@ -111,11 +113,20 @@ def titles(
         typer.echo(f"{i:>3}. {m.score:.3f}  {m.label}  (ISCO {m.isco_group}; via \"{m.matched_title}\")  {m.occupation_uri}")
 
 
+def _subset(rows: list, limit: int | None, sample: int | None) -> list:
+    rows = rows[:limit]
+    if sample is not None and sample < len(rows):
+        step = len(rows) / sample
+        rows = [rows[int(i * step)] for i in range(sample)]
+    return rows
+
+
 @handle_errors
 def evaluate(
     bench: Annotated[Path, typer.Argument(help="JSONL benchmark: {text, skills} lines or {title, occupation} lines.")],
     dump: Annotated[Optional[Path], typer.Option("--dump", help="Write one JSON line per sentence (gold, predicted, top-10).", show_default=False)] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Evaluate only the first N lines.", show_default=False)] = None,
+    sample: Annotated[Optional[int], typer.Option("--sample", min=1, help="Evaluate N lines evenly spread over the file (deterministic).", show_default=False)] = None,
     method: Annotated[str, typer.Option("--method", help="Titles: maxsim or mean.")] = "maxsim",
     threshold: ThresholdOpt = None,
     candidates: Annotated[str, typer.Option("--candidates", help="Candidate stage for the extraction path.")] = "bound",
@@ -132,7 +143,7 @@ def evaluate(
     with _open(model, home, engine, device, threshold, candidates) as r:
         warnings = []
         if kind == "extraction":
-            examples = ev.load_extraction_bench(bench, r.skills.row_of_uri)[:limit]
+            examples = _subset(ev.load_extraction_bench(bench, r.skills.row_of_uri), limit, sample)
             calibrated = (r.skills.manifest.get("calibrated_on") or {}).get("sha256")
             if threshold is None and calibrated and calibrated == ev.file_sha256(bench):
                 warnings.append(f"the threshold was calibrated on this same file ({bench}); P/R/F1 are optimistic")
@@ -140,9 +151,10 @@ def evaluate(
         else:
             if r.skills.manifest.get("limit") or r.skills.manifest.get("subset"):
                 warnings.append("the index holds a subset of ESCO; scores are not comparable to a full index")
-            examples = ev.load_title_bench(bench)[:limit]
+            examples = _subset(ev.load_title_bench(bench), limit, sample)
             report = ev.evaluate_titles(r, examples, method=method)
         report["bench"] = str(bench)
+        report["subset"] = {"limit": limit, "sample": sample} if (limit or sample) else None
         report["provenance"] = r.provenance()
         report["warnings"] = warnings
     for w in warnings:
@@ -203,9 +215,33 @@ def calibrate(
     typer.echo("note: evaluating on this same file will give optimistic P/R/F1; keep a separate test set", err=True)
 
 
+@handle_errors
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
+    model: ModelOpt = None,
+    home: HomeOpt = None,
+    engine: EngineOpt = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Serve the HTTP API (OpenAPI docs at /docs): /extract, /search, /titles, /healthz, /info."""
+    import uvicorn
+
+    from retriever.api import create_app
+    from retriever.pipeline import Retriever
+
+    settings = settings_from(model=model, home=home, engine=engine, device=device)
+    r = Retriever(settings)  # load before binding: a bad index or model fails here, with one line
+    try:
+        uvicorn.run(create_app(retriever=r), host=host, port=port, log_level="info")
+    finally:
+        r.close()
+
+
 def register(app: typer.Typer) -> None:
     app.command("extract")(extract)
     app.command("search")(search)
     app.command("titles")(titles)
     app.command("eval")(evaluate)
     app.command("calibrate")(calibrate)
+    app.command("serve")(serve)

@@ -208,6 +208,23 @@ class Retriever:
         self, text: str, threshold: float | None = None, redundancy: bool = True, evidence_words: int = 5
     ) -> list[SentenceResult]:
         """Split ``text`` into sentences and extract skills from each (spans refer to ``text``)."""
+        return self.extract_many([text], threshold, redundancy, evidence_words)[0]
+
+    def extract_many(
+        self, texts: Sequence[str], threshold: float | None = None, redundancy: bool = True, evidence_words: int = 5
+    ) -> list[list[SentenceResult]]:
+        """Several texts (e.g. ads) at once: the sentences of all of them share encoder batches."""
+        units: list[tuple[int, int, int]] = []
+        for ti, text in enumerate(texts):
+            units.extend((ti, a, b) for a, b in self.split(text))
+        flat = self._extract_units(texts, units, threshold, redundancy, evidence_words)
+        out: list[list[SentenceResult]] = [[] for _ in texts]
+        for (ti, _, _), res in zip(units, flat):
+            out[ti].append(res)
+        return out
+
+    def split(self, text: str) -> list[tuple[int, int]]:
+        """Sentence spans of ``text`` that fit the encoder; a clear error for unusable text."""
         if not isinstance(text, str) or not text.strip():
             raise InputError("the text is empty; give a sentence or a job ad")
         if len(text) > MAX_TEXT_CHARS:
@@ -218,19 +235,13 @@ class Retriever:
         spans = self._fit_spans(text, split_sentences(text))
         if not spans:
             raise InputError("the text has no words to analyse")
-        return self.extract_spans(text, spans, threshold, redundancy, evidence_words)
+        return spans
 
     def extract_sentences(
         self, sentences: Sequence[str], threshold: float | None = None, redundancy: bool = True, evidence_words: int = 5
     ) -> list[SentenceResult]:
         """One result per given sentence (no splitting; overlong sentences are truncated by the encoder)."""
-        joined, spans, pos = [], [], 0
-        for s in sentences:
-            joined.append(s)
-            spans.append((pos, pos + len(s)))
-            pos += len(s) + 1
-        text = "\n".join(joined)
-        return self.extract_spans(text, spans, threshold, redundancy, evidence_words)
+        return self._extract_units(sentences, [(i, 0, len(s)) for i, s in enumerate(sentences)], threshold, redundancy, evidence_words)
 
     def _fit_spans(self, text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
         """Cut spans longer than the encoder's window at token boundaries, so nothing is silently truncated."""
@@ -248,25 +259,26 @@ class Retriever:
                 out.append((a + chunk[0][0], a + chunk[-1][1]))
         return out
 
-    def extract_spans(
+    def _extract_units(
         self,
-        text: str,
-        spans: Sequence[tuple[int, int]],
-        threshold: float | None = None,
-        redundancy: bool = True,
-        evidence_words: int = 5,
+        texts: Sequence[str],
+        units: Sequence[tuple[int, int, int]],
+        threshold: float | None,
+        redundancy: bool,
+        evidence_words: int,
     ) -> list[SentenceResult]:
+        """Extract from ``units`` = (text index, start, end), in order; spans refer to their own text."""
         t = self.threshold if threshold is None else float(threshold)
-        results: list[SentenceResult | None] = [None] * len(spans)
+        results: list[SentenceResult | None] = [None] * len(units)
         bs = self.settings.batch_size
         # batches of similar length: padding costs encoder time and bound time for nothing
-        order = sorted(range(len(spans)), key=lambda i: spans[i][1] - spans[i][0])
+        order = sorted(range(len(units)), key=lambda i: units[i][2] - units[i][1])
         for start in range(0, len(order), bs):
             idx = order[start : start + bs]
-            batch = [spans[i] for i in idx]
-            enc = self.encoder.encode([text[a:b] for a, b in batch], with_offsets=True)
+            batch = [units[i] for i in idx]
+            enc = self.encoder.encode([texts[ti][a:b] for ti, a, b in batch], with_offsets=True)
             rows_per_sentence = self._candidates(enc, t)
-            for i, res in zip(idx, self._rerank(text, batch, enc, rows_per_sentence, t, redundancy, evidence_words)):
+            for i, res in zip(idx, self._rerank(texts, batch, enc, rows_per_sentence, t, redundancy, evidence_words)):
                 results[i] = res
         return results  # type: ignore[return-value]
 
@@ -311,8 +323,8 @@ class Retriever:
 
     def _rerank(
         self,
-        text: str,
-        spans: list[tuple[int, int]],
+        texts: Sequence[str],
+        units: list[tuple[int, int, int]],
         enc: Encoded,
         rows_per_sentence: list[np.ndarray],
         t: float,
@@ -322,7 +334,8 @@ class Retriever:
         import torch
 
         results = []
-        for i, (a, b) in enumerate(spans):
+        for i, (ti, a, b) in enumerate(units):
+            text = texts[ti]
             rows = rows_per_sentence[i]
             kept: list[tuple[int, float]] = []
             if len(rows):
