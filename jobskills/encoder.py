@@ -80,7 +80,10 @@ class Encoded:
         return int(self.tokens.shape[0])
 
     def token_rows(self, i: int) -> "torch.Tensor":  # noqa: F821
-        """The real token vectors of text ``i``, ``(n_real, dim)``."""
+        """The real token vectors of text ``i``, ``(n_real, dim)`` (a view when padding is on the right)."""
+        n = int(self.mask[i].sum())
+        if bool(self.mask[i, :n].all()):
+            return self.tokens[i, :n]
         return self.tokens[i][self.mask[i]]
 
 
@@ -165,7 +168,7 @@ class Encoder:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Token count of each text, specials included, before truncation."""
-        enc = self.tokenizer(list(texts), add_special_tokens=True, truncation=False)
+        enc = self.tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)
         return [len(ids) for ids in enc["input_ids"]]
 
     def encode(self, texts: Sequence[str], with_offsets: bool = False) -> Encoded:

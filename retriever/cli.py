@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from jobskills.cli_common import (
-    DeviceOpt, EngineOpt, HomeOpt, JsonOpt, ModelOpt, ThresholdOpt, emit_json, handle_errors, settings_from,
+    DeviceOpt, EngineOpt, HomeOpt, JsonOpt, ModelOpt, ThresholdOpt, emit_json, handle_errors, progress_bar, settings_from,
 )
 from jobskills.errors import InputError
 
@@ -43,13 +43,33 @@ def extract(
     no_redundancy: Annotated[bool, typer.Option("--no-redundancy", help="Keep skills that no token prefers.")] = False,
     candidates: Annotated[str, typer.Option("--candidates", help="Candidate stage: bound (exact, default), qdrant, maxsim, exhaustive.")] = "bound",
     evidence: Annotated[int, typer.Option("--evidence", min=0, max=50, help="Evidence words per skill.")] = 3,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Corpus mode: write one JSON line per input line here (resumable).", show_default=False)] = None,
+    text_field: Annotated[Optional[str], typer.Option("--text-field", help="Corpus mode: the JSONL field holding the ad text.", show_default=False)] = None,
+    id_field: Annotated[Optional[str], typer.Option("--id-field", help="Corpus mode: a JSONL field copied to each output line.", show_default=False)] = None,
     model: ModelOpt = None,
     home: HomeOpt = None,
     engine: EngineOpt = None,
     device: DeviceOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """ESCO skills required by a text, per sentence, with scores and the words that carried them."""
+    """ESCO skills required by a text, per sentence, with scores and the words that carried them.
+
+    Corpus mode (--file ads.jsonl --text-field text --out results.jsonl) streams a JSONL file of ads."""
+    if out is not None or text_field is not None:
+        if file is None or out is None:
+            raise InputError("corpus mode needs --file ADS.jsonl and --out RESULTS.jsonl (and --text-field, default 'text')")
+        from retriever.corpus import extract_corpus
+
+        with _open(model, home, engine, device, threshold, candidates) as r, progress_bar(not json_out) as update:
+            stats = extract_corpus(r, file, out, text_field or "text", id_field, redundancy=not no_redundancy,
+                                   evidence_words=evidence, progress=update)
+        if json_out:
+            emit_json(stats)
+        else:
+            typer.echo(f"{stats['ads']:,} ads, {stats['sentences']:,} sentences, {stats['errors']} unusable lines "
+                       f"-> {stats['out']} ({stats['ads_per_s']:.1f} ads/s"
+                       + (f"; resumed after line {stats['skipped_done']}" if stats["skipped_done"] else "") + ")")
+        return
     body = _read_text(text, file)
     if not body.strip():
         raise InputError("the text is empty; give a sentence or a job ad")

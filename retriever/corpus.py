@@ -1,0 +1,158 @@
+"""Corpus mode: stream a JSONL file of ads through extraction, resumably.
+
+Input lines are read one at a time (files larger than memory are fine) and processed in chunks whose
+sentences share encoder batches. Each input line gives exactly one output line, in input order:
+``{"line": N, "id": ..., "sentences": [...]}`` or ``{"line": N, "id": ..., "error": "..."}`` for a line that
+cannot be used (bad JSON, missing field, empty text, bad encoding) -- nothing is dropped silently.
+Output is appended and fsynced per chunk; after a kill, rerunning the same command truncates a torn last
+line and continues after the last line written, so no ad is lost or written twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from jobskills.errors import InputError, JobskillsError
+
+if TYPE_CHECKING:
+    from retriever.pipeline import Retriever
+
+__all__ = ["extract_corpus", "resume_point"]
+
+logger = logging.getLogger(__name__)
+
+
+def resume_point(out: Path) -> int:
+    """The last input line already written to ``out`` (0 if none); drops a torn trailing line."""
+    if not out.exists():
+        return 0
+    last = 0
+    good_end = 0
+    with open(out, "rb") as fh:
+        pos = 0
+        for raw in fh:
+            pos += len(raw)
+            if not raw.endswith(b"\n"):
+                break
+            try:
+                last = int(json.loads(raw)["line"])
+            except (ValueError, KeyError, TypeError):
+                break  # a damaged line: everything from here is redone
+            good_end = pos
+    if good_end != out.stat().st_size:
+        logger.warning("dropping %d bytes of a torn line at the end of %s", out.stat().st_size - good_end, out)
+        with open(out, "r+b") as fh:
+            fh.truncate(good_end)
+    return last
+
+
+def _lines(path: Path, start_after: int) -> Iterator[tuple[int, bytes, int]]:
+    with open(path, "rb") as fh:
+        for no, raw in enumerate(fh, 1):
+            if no > start_after:
+                yield no, raw, fh.tell()
+
+
+def _parse(no: int, raw: bytes, text_field: str, id_field: str | None) -> tuple[Any, str | None, str | None]:
+    """(id, text, error) of one input line."""
+    try:
+        row = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None, None, "line is not UTF-8"
+    except json.JSONDecodeError as exc:
+        return None, None, f"not valid JSON ({exc.msg})"
+    if not isinstance(row, dict):
+        return None, None, "line is not a JSON object"
+    ident = row.get(id_field) if id_field else None
+    text = row.get(text_field)
+    if not isinstance(text, str):
+        return ident, None, f"field {text_field!r} is missing or not a string"
+    if not text.strip():
+        return ident, None, "empty text"
+    return ident, text, None
+
+
+def extract_corpus(
+    r: "Retriever",
+    src: Path,
+    out: Path,
+    text_field: str = "text",
+    id_field: str | None = None,
+    threshold: float | None = None,
+    redundancy: bool = True,
+    evidence_words: int = 3,
+    chunk_sentences: int = 256,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Extract skills for every line of ``src`` into ``out`` (JSONL), resuming where a previous run stopped."""
+    src, out = Path(src), Path(out)
+    if not src.is_file():
+        raise InputError(f"{src} does not exist")
+    if src.resolve() == out.resolve():
+        raise InputError("--out must differ from the input file")
+    done = resume_point(out)
+    if done:
+        logger.info("resuming %s after line %d", out, done)
+    total_bytes = src.stat().st_size
+    stats = {"lines": 0, "ads": 0, "errors": 0, "sentences": 0, "skipped_done": done}
+    started = time.perf_counter()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "a", encoding="utf-8") as sink:
+        pending: list[tuple[int, Any, str | None, str | None, list]] = []
+        n_sent = 0
+
+        def flush() -> None:
+            nonlocal pending, n_sent
+            texts = [p[2] for p in pending if p[2] is not None]
+            results = r.extract_many(texts, threshold, redundancy, evidence_words) if texts else []
+            it = iter(results)
+            lines = []
+            for no, ident, text, error, _ in pending:
+                row: dict[str, Any] = {"line": no}
+                if id_field:
+                    row["id"] = ident
+                if text is None:
+                    row["error"] = error
+                    stats["errors"] += 1
+                else:
+                    sents = next(it)
+                    row["sentences"] = [s.to_dict() for s in sents]
+                    stats["ads"] += 1
+                    stats["sentences"] += len(sents)
+                lines.append(json.dumps(row, ensure_ascii=False))
+            sink.write("\n".join(lines) + "\n")
+            sink.flush()
+            os.fsync(sink.fileno())
+            pending, n_sent = [], 0
+
+        for no, raw, pos in _lines(src, done):
+            stats["lines"] += 1
+            if not raw.strip():
+                pending.append((no, None, None, "blank line", []))
+                continue
+            ident, text, error = _parse(no, raw, text_field, id_field)
+            if text is not None:
+                try:
+                    n_sent += len(r.split(text))
+                except JobskillsError as exc:
+                    text, error = None, str(exc)
+            pending.append((no, ident, text, error, []))
+            if n_sent >= chunk_sentences:
+                flush()
+                if progress:
+                    progress("ads", pos, total_bytes)
+        if pending:
+            flush()
+        if progress:
+            progress("ads", total_bytes, total_bytes)
+    seconds = time.perf_counter() - started
+    stats["seconds"] = round(seconds, 2)
+    stats["ads_per_s"] = round(stats["ads"] / seconds, 2) if seconds else 0.0
+    stats["sentences_per_s"] = round(stats["sentences"] / seconds, 2) if seconds else 0.0
+    stats["out"] = str(out)
+    return stats

@@ -1,0 +1,84 @@
+"""Corpus mode: one output line per input line, bad lines recorded, resume after a kill without duplicates."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from retriever.corpus import extract_corpus, resume_point
+from retriever.pipeline import Retriever
+from tests.conftest import house_rows
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def retriever(memory_index, encoder):
+    settings, store = memory_index
+    return Retriever(settings, store=store, encoder=encoder)
+
+
+def _corpus(path, n=12):
+    rows = house_rows()
+    lines = []
+    for i in range(n):
+        ad = " ".join(r["text"] for r in rows[3 * i : 3 * i + 3])
+        lines.append(json.dumps({"id": f"ad{i}", "body": ad}).encode())
+    lines.insert(2, b"{not json")
+    lines.insert(5, json.dumps({"id": "nofield", "text": "wrong field"}).encode())
+    lines.insert(7, json.dumps({"id": "empty", "body": "   "}).encode())
+    lines.insert(9, b'{"id": "latin", "body": "caf\xe9 manager"}')
+    lines.insert(10, b"")
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return len(lines)
+
+
+def test_every_line_gets_one_result_in_order(retriever, tmp_path):
+    src, out = tmp_path / "ads.jsonl", tmp_path / "out.jsonl"
+    n = _corpus(src)
+    stats = extract_corpus(retriever, src, out, text_field="body", id_field="id", threshold=0.4, chunk_sentences=8)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["line"] for r in rows] == list(range(1, n + 1))
+    errors = {r["line"]: r["error"] for r in rows if "error" in r}
+    assert set(errors) == {3, 6, 8, 10, 11} and stats["errors"] == 5 and stats["ads"] == n - 5
+    assert "not valid JSON" in errors[3] and "'body'" in errors[6] and "empty" in errors[8] and "UTF-8" in errors[10]
+    # the same answer as extracting each ad alone
+    first = json.loads(src.read_bytes().splitlines()[0])["body"]
+    alone = retriever.extract(first, threshold=0.4, evidence_words=3)
+    assert [[s["uri"] for s in sent["skills"]] for sent in rows[0]["sentences"]] == [[m.uri for m in s.skills] for s in alone]
+    assert rows[0]["id"] == "ad0"
+
+
+def test_resume_after_kill_and_torn_line(retriever, tmp_path):
+    src, out = tmp_path / "ads.jsonl", tmp_path / "out.jsonl"
+    n = _corpus(src)
+    calls = []
+
+    def killer(task, done, total):
+        calls.append(done)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # what Ctrl-C does mid-run
+
+    with pytest.raises(KeyboardInterrupt):
+        extract_corpus(retriever, src, out, text_field="body", id_field="id", threshold=0.4, chunk_sentences=8, progress=killer)
+    written = out.read_text().splitlines()
+    assert 0 < len(written) < n
+    with open(out, "a") as fh:  # a kill during a write leaves half a line
+        fh.write('{"line": 99, "sentences": [{"te')
+    assert resume_point(out) == json.loads(written[-1])["line"]
+    stats = extract_corpus(retriever, src, out, text_field="body", id_field="id", threshold=0.4, chunk_sentences=8)
+    assert stats["skipped_done"] == len(written)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["line"] for r in rows] == list(range(1, n + 1))  # complete, no duplicates
+
+
+def test_cli_corpus_mode(tmp_path, memory_index):
+    from typer.testing import CliRunner
+
+    from jobskills.cli import app
+
+    res = CliRunner().invoke(app, ["extract", "--file", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o.jsonl"), "--home", str(tmp_path)])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    res = CliRunner().invoke(app, ["extract", "--text-field", "body", "--home", str(tmp_path), "x"])
+    assert res.exit_code == 1 and "corpus mode needs" in res.output
