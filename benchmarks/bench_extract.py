@@ -1,7 +1,7 @@
 """Candidate stages against exhaustive exact scoring, in one run, on the same sentences.
 
 (a) exhaustive exact ConTeXT over every skill in torch; (b) Qdrant multivector MAX_SIM top-100 + exact
-rerank; (c) the per-token bound as one matrix product + exact rerank (the default); (c') the same bound as
+rerank; (c) the per-token bound as one matrix product + exact rerank (the default); (c-bf16) that bound in bfloat16 with a proven screening margin; (c') the same bound as
 exact per-token threshold searches inside Qdrant + exact rerank. For each: sentences/s over the whole set
 (batched across sentences), p50/p95 latency of single-sentence calls, candidates per sentence, recall of
 (a)'s above-threshold set and of (a)'s top-10.
@@ -78,7 +78,7 @@ def main() -> None:
 
     truth = exhaustive(sentences)
     methods: dict[str, dict] = {}
-    for name in ("exhaustive", "bound", "qdrant", "maxsim"):
+    for name in ("exhaustive", "bound", "bound-bf16", "qdrant", "maxsim"):
         if name == "exhaustive":
             fn = exhaustive
         else:

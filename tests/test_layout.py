@@ -65,7 +65,12 @@ def test_compose_file_defines_server_and_cluster():
     assert len(nodes) == 3
     assert all(n["environment"]["QDRANT__CLUSTER__ENABLED"] == "true" for n in nodes)
     assert sum("--bootstrap" in n["command"] for n in nodes) == 2
-    assert set(data["volumes"]) >= {"qdrant-data", "qdrant-node0", "qdrant-node1", "qdrant-node2"}
+    assert set(data["volumes"]) >= {"qdrant-data", "qdrant-node0", "qdrant-node1", "qdrant-node2", "jobskills-home"}
+    api = services["jobskills"]
+    assert api["environment"]["QDRANT_URL"] == "http://qdrant:6333"
+    assert api["depends_on"]["qdrant"]["condition"] == "service_healthy" and "8000:8000" in api["ports"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "torch==2.13.0" in dockerfile and '"serve"' in dockerfile and "HEALTHCHECK" in dockerfile
 
 
 def test_esco_attribution_is_shipped():

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 def retrievers(edge_index, memory_index, encoder):
     out = {}
     for name, (settings, store) in (("edge", edge_index), ("memory", memory_index)):
-        for mode in ("bound", "qdrant", "maxsim", "exhaustive"):
+        for mode in ("bound", "bound-bf16", "qdrant", "maxsim", "exhaustive"):
             out[(name, mode)] = Retriever(settings, store=store, encoder=encoder, candidates=mode)
     return out
 
@@ -34,7 +34,7 @@ def test_candidate_stage_loses_nothing_above_threshold(retrievers, engine, t):
     sentences = [row["text"] for row in house_rows()]
     truth = _exhaustive_above(retrievers[(engine, "exhaustive")], sentences, t)
     assert sum(map(len, truth)) > 0, "the slice must give the test something to find"
-    for mode in ("bound", "qdrant"):
+    for mode in ("bound", "bound-bf16", "qdrant"):
         got = retrievers[(engine, mode)].extract_sentences(sentences, threshold=t, redundancy=False, evidence_words=0)
         assert [{m.uri for m in s.skills} for s in got] == truth, mode
         # and the bound really prunes: far fewer candidates than skills

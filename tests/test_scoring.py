@@ -106,3 +106,13 @@ def test_score_config_validation_and_version():
         ScoreConfig(temperature=0)
     assert ScoreConfig().version != ScoreConfig("cos").version
     assert ScoreConfig.from_dict(ScoreConfig("cos", 2.0).to_dict()) == ScoreConfig("cos", 2.0)
+
+
+def test_bf16_bound_stays_within_its_margin(real_batch):
+    from jobskills.scoring import BF16_MARGIN
+
+    sent, skills = real_batch
+    exact = token_bound(sent.tokens, sent.mask, skills)
+    half = token_bound(sent.tokens, sent.mask, skills, dtype=torch.bfloat16)
+    err = float((half - exact).abs().max())
+    assert 0 < err < BF16_MARGIN / 2  # rounding happens, and stays well inside the margin
