@@ -23,6 +23,7 @@ from jobskills.esco import Esco, load_esco
 from jobskills.modelconfig import load_model_config
 from jobskills.scoring import SCORER_VERSION
 from jobskills.store import KINDS, IndexPoint, Store
+from jobskills.taxonomy import DEFAULT_TAXONOMY, skills_kind
 
 __all__ = ["BuildReport", "build_index", "skill_items", "title_items", "rollback", "index_items"]
 
@@ -67,7 +68,7 @@ def skill_items(esco: Esco, limit: int | None = None, uris: Sequence[str] | None
                 "reuse_level": s.reuse_level,
                 "level2": [g.uri for g in s.level2],
                 "level2_labels": [g.label for g in s.level2],
-                "taxonomy": "esco",
+                "taxonomy": getattr(esco, "name", DEFAULT_TAXONOMY),
             },
         )
         for s in skills
@@ -102,7 +103,8 @@ def title_items(esco: Esco, limit: int | None = None) -> list[tuple[str, dict[st
 
 def _new_version(fingerprint: str, esco: Esco) -> str:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
-    return f"{fingerprint[:10]}-esco{esco.version.lstrip('v').replace('.', '')}-{esco.fingerprint[:6]}-{stamp}"
+    name = getattr(esco, "name", DEFAULT_TAXONOMY).replace(".", "")
+    return f"{fingerprint[:10]}-{name}-{esco.fingerprint[:6]}-{stamp}"
 
 
 def remove_incomplete(store: Store, kind: str) -> list[str]:
@@ -164,14 +166,18 @@ def build_index(
         keep: previous complete versions kept for rollback (older ones are dropped).
     """
     esco = esco or load_esco()
-    model_cfg = load_model_config(encoder.path, encoder.fingerprint, settings.home)
+    taxonomy = getattr(esco, "name", DEFAULT_TAXONOMY)
+    model_cfg = load_model_config(encoder.path, encoder.fingerprint, settings.home, taxonomy)
     report = BuildReport(threshold=threshold if threshold is not None else model_cfg.threshold)
-    for kind in kinds:
-        if kind not in KINDS:
-            raise StoreError(f"unknown index kind {kind!r}")
+    for base_kind in kinds:
+        if base_kind not in KINDS:
+            raise StoreError(f"unknown index kind {base_kind!r}")
+        if base_kind == "titles" and taxonomy != DEFAULT_TAXONOMY:
+            raise StoreError(f"taxonomy {taxonomy} has no job titles; index it with --only skills")
+        kind = skills_kind(taxonomy) if base_kind == "skills" else base_kind
         started = time.perf_counter()
         report.dropped += remove_incomplete(store, kind)
-        items = skill_items(esco, limit, skill_uris) if kind == "skills" else title_items(esco, limit)
+        items = skill_items(esco, limit, skill_uris) if base_kind == "skills" else title_items(esco, limit)
         if not items:
             raise StoreError(f"nothing to index for {kind}")
         version = _new_version(encoder.fingerprint, esco)
@@ -200,8 +206,9 @@ def build_index(
             "dim": encoder.dim,
             "normalized": encoder.normalized,
             "max_tokens": encoder.max_tokens,
-            "taxonomy": "esco",
-            "esco_version": esco.version,
+            "taxonomy": taxonomy,
+            "taxonomy_fingerprint": esco.fingerprint,
+            "esco_version": esco.version if taxonomy == DEFAULT_TAXONOMY else None,
             "esco_fingerprint": esco.fingerprint,
             "scorer_version": SCORER_VERSION,
             "score_config": model_cfg.score.to_dict(),
@@ -209,7 +216,7 @@ def build_index(
             "threshold_source": "command line" if threshold is not None else model_cfg.threshold_source,
             "count": n,
             "limit": limit,
-            "subset": skill_uris is not None and kind == "skills",
+            "subset": skill_uris is not None and base_kind == "skills",
             "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
             "jobskills_version": __version__,
             "engine": store.engine,

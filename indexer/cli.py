@@ -9,7 +9,8 @@ from typing import Annotated, Any, Optional
 import typer
 
 from jobskills.cli_common import (
-    DeviceOpt, EngineOpt, HomeOpt, JsonOpt, ModelOpt, ThresholdOpt, emit_json, err, handle_errors, progress_bar, settings_from,
+    DeviceOpt, EngineOpt, HomeOpt, JsonOpt, ModelOpt, TaxonomyOpt, ThresholdOpt, emit_json, err, handle_errors, new_app,
+    progress_bar, settings_from,
 )
 
 
@@ -29,20 +30,26 @@ def index(
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Index only the first N skills / occupations (quick trials).")] = None,
     keep: Annotated[int, typer.Option("--keep", min=0, help="Previous versions kept for --rollback.")] = 1,
     rollback: Annotated[bool, typer.Option("--rollback", help="Switch back to the previous index version instead of building.")] = False,
+    taxonomy: TaxonomyOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Encode ESCO skills and job titles into the store as a new version, then switch to it atomically."""
+    """Encode ESCO skills and job titles into the store as a new version, then switch to it atomically.
+
+    With --taxonomy NAME, index an imported skill list instead (skills only)."""
     from jobskills.store import KINDS, open_store
+    from jobskills.taxonomy import DEFAULT_TAXONOMY, load_taxonomy, skills_kind
 
     settings = settings_from(model=model, home=home, engine=engine, device=device)
-    kinds = KINDS if only is None else (only,)
+    custom = taxonomy not in (None, DEFAULT_TAXONOMY)
+    kinds = (("skills",) if custom else KINDS) if only is None else (only,)
     if only is not None and only not in KINDS:
         raise typer.BadParameter(f"--only must be one of {', '.join(KINDS)}")
+    tax = load_taxonomy(settings.home, taxonomy)  # a clear error for an unknown name, before loading a model
     with open_store(settings) as store:
         if rollback:
             from indexer.build import rollback as do_rollback
 
-            moved = do_rollback(store, kinds)
+            moved = do_rollback(store, [skills_kind(taxonomy) if k == "skills" else k for k in kinds])
             if json_out:
                 emit_json({k: {"from": a, "to": b} for k, (a, b) in moved.items()})
             else:
@@ -55,8 +62,8 @@ def index(
         started = time.perf_counter()
         encoder = Encoder(settings.model_path, device=settings.device)
         with progress_bar(not json_out) as update:
-            report = build_index(settings, store, encoder, kinds=kinds, limit=limit, threshold=threshold, keep=keep,
-                                 progress=update)
+            report = build_index(settings, store, encoder, esco=tax, kinds=kinds, limit=limit, threshold=threshold,
+                                 keep=keep, progress=update)
         out: dict[str, Any] = report.to_dict()
         out["total_seconds"] = round(time.perf_counter() - started, 2)
         out["store"] = store.location
@@ -82,12 +89,15 @@ def info(
     """What is indexed: model, dims, ESCO version, scorer, counts, threshold, versions kept for rollback."""
     from jobskills.store import KINDS, open_store
 
+    from jobskills.taxonomy import list_taxonomies, skills_kind
+
     settings = settings_from(home=home, engine=engine)
     out: dict[str, Any] = {}
+    kinds = [*KINDS, *(skills_kind(t["name"]) for t in list_taxonomies(settings.home) if not t["builtin"])]
     with open_store(settings) as store:
         out["store"] = store.location
         out["engine"] = store.engine
-        for kind in KINDS:
+        for kind in kinds:
             found = store.current_manifest(kind)
             entry: dict[str, Any] = {"live": None, "versions": store.versions(kind)}
             if found:
@@ -101,15 +111,17 @@ def info(
         emit_json(out)
         return
     typer.echo(f"store: {out['store']} ({out['engine']})" + (f", {out['disk_bytes'] / 1e6:.0f} MB on disk" if "disk_bytes" in out else ""))
-    for kind in KINDS:
+    for kind in kinds:
         entry = out[kind]
         if not entry["live"]:
-            typer.echo(f"{kind}: not indexed (run `jobskills index`)")
+            hint = f" --taxonomy {kind.split('_', 1)[1]}" if "_" in kind else ""
+            typer.echo(f"{kind}: not indexed (run `jobskills index{hint}`)")
             continue
         m = entry["manifest"]
         typer.echo(
             f"{kind}: {m['count']:,} points, version {entry['live']}\n"
-            f"  model {m['model_name']} ({m['model_fingerprint']}), {m['dim']}-d, ESCO {m['esco_version']}, "
+            f"  model {m['model_name']} ({m['model_fingerprint']}), {m['dim']}-d, taxonomy {m.get('taxonomy')} "
+            f"({m.get('taxonomy_fingerprint') or m.get('esco_fingerprint')}), "
             f"scorer {m['scorer_version']} {m['score_config']}, threshold {m['threshold']} ({m['threshold_source']}), "
             f"built {m['created_at']}, {len(entry['versions'])} version(s) kept"
         )
@@ -117,6 +129,74 @@ def info(
         err("hint: `jobskills index` builds the index (about a few minutes on 2 CPU cores)")
 
 
+taxonomy_app = new_app("Skill taxonomies beside the built-in ESCO v1.1.0: add a CSV, list, remove.")
+
+
+@taxonomy_app.command("add")
+@handle_errors
+def taxonomy_add(
+    name: Annotated[str, typer.Argument(help="Name for the taxonomy (lowercase letters, digits, '-').")],
+    csv_file: Annotated[Path, typer.Argument(help="UTF-8 CSV file with one skill per row.")],
+    id_column: Annotated[str, typer.Option("--id-column", help="Column with the unique skill id.")] = "id",
+    label_column: Annotated[str, typer.Option("--label-column", help="Column with the skill label.")] = "label",
+    description_column: Annotated[Optional[str], typer.Option("--description-column", show_default=False)] = None,
+    alt_labels_column: Annotated[Optional[str], typer.Option("--alt-labels-column", help="Alternative labels, separated by '|' or newlines.", show_default=False)] = None,
+    group_column: Annotated[Optional[str], typer.Option("--group-column", help="A grouping (like ESCO's Level-2 groups).", show_default=False)] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Replace a taxonomy of the same name.")] = False,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Validate and store a CSV skill list; then `jobskills index --taxonomy NAME`."""
+    from jobskills.taxonomy import import_csv
+
+    settings = settings_from(home=home)
+    meta = import_csv(settings.home, name, csv_file, id_column, label_column, description_column, alt_labels_column,
+                      group_column, replace=replace)
+    if json_out:
+        emit_json(meta)
+        return
+    typer.echo(f"taxonomy {name}: {meta['skills']:,} skills ({meta['with_alt_labels']} with alternative labels), "
+               f"fingerprint {meta['fingerprint']}; next: jobskills index --taxonomy {name}")
+
+
+@taxonomy_app.command("list")
+@handle_errors
+def taxonomy_list(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
+    """The built-in ESCO and every imported taxonomy."""
+    from jobskills.taxonomy import list_taxonomies
+
+    items = list_taxonomies(settings_from(home=home).home)
+    if json_out:
+        emit_json(items)
+        return
+    for t in items:
+        typer.echo(f"{t['name']:<20} {t['skills']:>7,} skills  fingerprint {t['fingerprint']}" + ("  (built-in)" if t["builtin"] else f"  from {t.get('source')}"))
+
+
+@taxonomy_app.command("remove")
+@handle_errors
+def taxonomy_remove(
+    name: Annotated[str, typer.Argument(help="Imported taxonomy to remove, with its index collections.")],
+    home: HomeOpt = None,
+    engine: EngineOpt = None,
+) -> None:
+    """Remove an imported taxonomy and its collections; nothing else is touched."""
+    from jobskills.store import open_store
+    from jobskills.taxonomy import load_taxonomy, remove_taxonomy, skills_kind
+
+    settings = settings_from(home=home, engine=engine)
+    load_taxonomy(settings.home, name)  # exists?
+    kind = skills_kind(name)
+    with open_store(settings) as store:
+        versions = store.all_versions(kind)
+        for v in versions:
+            store.drop(kind, v)
+        store.clear_current(kind)
+    remove_taxonomy(settings.home, name)
+    typer.echo(f"removed taxonomy {name} and {len(versions)} index version(s)")
+
+
 def register(app: typer.Typer) -> None:
     app.command("index")(index)
     app.command("info")(info)
+    app.add_typer(taxonomy_app, name="taxonomy")

@@ -19,7 +19,7 @@ import typer
 from jobskills.errors import JobskillsError
 
 __all__ = [
-    "ModelOpt", "HomeOpt", "EngineOpt", "JsonOpt", "ThresholdOpt", "DeviceOpt",
+    "ModelOpt", "HomeOpt", "EngineOpt", "JsonOpt", "ThresholdOpt", "DeviceOpt", "TaxonomyOpt",
     "settings_from", "emit_json", "err", "handle_errors", "progress_bar", "new_app",
 ]
 
@@ -30,6 +30,7 @@ HomeOpt = Annotated[Optional[Path], typer.Option("--home", help="Folder of the e
 EngineOpt = Annotated[Optional[str], typer.Option("--engine", help="Embedded engine: edge (default), local (qdrant-client local mode), memory. QDRANT_URL overrides it.", show_default=False)]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda or auto [env JOBSKILLS_DEVICE].", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout (no progress bars).")]
+TaxonomyOpt = Annotated[Optional[str], typer.Option("--taxonomy", help="Skill taxonomy: esco-1.1.0 (built-in, default) or one added with `jobskills taxonomy add`.", show_default=False)]
 ThresholdOpt = Annotated[Optional[float], typer.Option("--threshold", "-t", help="Override the threshold stored with the index.", show_default=False)]
 
 

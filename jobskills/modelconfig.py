@@ -50,17 +50,22 @@ def _from_dict(data: dict[str, Any], source: str) -> ModelConfig:
     )
 
 
-def calibration_path(home: Path, fingerprint: str) -> Path:
-    """Where ``jobskills calibrate`` keeps a model's settings when its folder is not ours to write."""
-    return Path(home) / "calibration" / f"{fingerprint}.json"
+def calibration_path(home: Path, fingerprint: str, taxonomy: str | None = None) -> Path:
+    """Where ``jobskills calibrate`` keeps a model's settings for a taxonomy (ESCO: ``<fingerprint>.json``)."""
+    suffix = "" if taxonomy in (None, "esco-1.1.0") else f"-{taxonomy}"
+    return Path(home) / "calibration" / f"{fingerprint}{suffix}.json"
 
 
-def load_model_config(model_path: str, fingerprint: str, home: Path | None = None) -> ModelConfig:
-    """First found: the model folder's ``jobskills_config.json``, this home's calibration for the model,
-    the packaged default for this exact model, the generic fallback."""
-    candidates = [(Path(model_path) / MODEL_CONFIG_NAME, "model config")]
+def load_model_config(model_path: str, fingerprint: str, home: Path | None = None, taxonomy: str | None = None) -> ModelConfig:
+    """First found: this home's calibration for (model, taxonomy), the model folder's
+    ``jobskills_config.json`` (ESCO only), the packaged default for this exact model, the generic fallback.
+    A threshold belongs to a (model, taxonomy) pair: another taxonomy's labels score differently."""
+    custom = taxonomy not in (None, "esco-1.1.0")
+    candidates = []
     if home is not None:
-        candidates.append((calibration_path(home, fingerprint), "calibration"))
+        candidates.append((calibration_path(home, fingerprint, taxonomy), "calibration"))
+    if not custom:
+        candidates.append((Path(model_path) / MODEL_CONFIG_NAME, "model config"))
     for path, what in candidates:
         if path.is_file():
             try:
@@ -72,7 +77,10 @@ def load_model_config(model_path: str, fingerprint: str, home: Path | None = Non
     except FileNotFoundError:
         defaults = {}
     if fingerprint in defaults:
-        return _from_dict(defaults[fingerprint], "packaged default")
+        cfg = _from_dict(defaults[fingerprint], "packaged default")
+        if custom:  # keep the scorer settings, but the threshold was chosen on ESCO
+            return ModelConfig(score=cfg.score, threshold=cfg.threshold, threshold_source=f"packaged ESCO default (calibrate on {taxonomy})")
+        return cfg
     logger.warning(
         "model %s has no calibrated threshold; using %.2f (run `jobskills calibrate` when available)", model_path, FALLBACK_THRESHOLD
     )

@@ -59,9 +59,12 @@ class Hit:
     payload: dict[str, Any] | None = None
 
 
+_KIND_RE = re.compile(r"^(skills|titles)(_[a-z0-9][a-z0-9-]{0,40})?$")  # skills_<taxonomy> for imported lists
+
+
 def _check_version(kind: str, version: str) -> None:
-    if kind not in KINDS:
-        raise StoreError(f"unknown collection kind {kind!r}; expected one of {KINDS}")
+    if not _KIND_RE.match(kind):
+        raise StoreError(f"unknown collection kind {kind!r}; expected one of {KINDS} or skills_<taxonomy>")
     if not _VERSION_RE.match(version):
         raise StoreError(f"invalid version name {version!r}")
 
@@ -102,6 +105,10 @@ class Store(ABC):
 
     @abstractmethod
     def drop(self, kind: str, version: str) -> None: ...
+
+    @abstractmethod
+    def clear_current(self, kind: str) -> None:
+        """Forget the live pointer of ``kind`` (after all its versions were dropped)."""
 
     @abstractmethod
     def scroll(self, kind: str, version: str, with_mean: bool = True) -> Iterator[tuple[int, dict[str, Any], np.ndarray | None]]:
@@ -249,6 +256,7 @@ class EdgeStore(Store):
             raise StoreError(f"index manifest {path} is unreadable: {exc}; rebuild with `jobskills index`") from exc
 
     def all_versions(self, kind: str) -> list[str]:
+        _check_version(kind, "x")
         base = self.root / kind
         if not base.is_dir():
             return []
@@ -271,6 +279,14 @@ class EdgeStore(Store):
         if shard is not None:
             shard.close()
         shutil.rmtree(self._dir(kind, version), ignore_errors=True)
+
+    def clear_current(self, kind: str) -> None:
+        _check_version(kind, "x")
+        (self.root / kind / "CURRENT").unlink(missing_ok=True)
+        try:
+            (self.root / kind).rmdir()
+        except OSError:
+            pass
 
     def scroll(self, kind: str, version: str, with_mean: bool = True) -> Iterator[tuple[int, dict[str, Any], np.ndarray | None]]:
         import qdrant_edge as qe
@@ -465,6 +481,13 @@ class ClientStore(Store):
 
     def drop(self, kind: str, version: str) -> None:
         self.client.delete_collection(self._name(kind, version))
+
+    def clear_current(self, kind: str) -> None:
+        from qdrant_client import models
+
+        if self.current(kind) is not None:
+            self.client.update_collection_aliases(change_aliases_operations=[
+                models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=self._alias(kind)))])
 
     def scroll(self, kind: str, version: str, with_mean: bool = True) -> Iterator[tuple[int, dict[str, Any], np.ndarray | None]]:
         offset = None

@@ -211,7 +211,7 @@ def create_app(settings: "Settings | None" = None, retriever: "Retriever | None"
         request: Request,
         q: str = Query(..., min_length=1, max_length=300, description="A free-text job title."),
         k: int = Query(10, ge=1, le=100),
-        method: str = Query("maxsim", pattern="^(maxsim|mean)$"),
+        method: str = Query("maxsim", pattern="^(maxsim|mean|hybrid)$"),
     ) -> dict[str, Any]:
         r = _r(request)
         matches = await asyncio.to_thread(_locked, request, r.titles, q, k, method)

@@ -51,11 +51,11 @@ def store_calibration(
     source = f"calibrate {bench.name} (best F1 {best['f1']:.4f})"
     manifest = dict(r.skills.manifest)
     manifest.update(threshold=best["threshold"], threshold_source=source, calibrated_on=record)
-    r.store.finalize("skills", r.skills.version, manifest)
+    r.store.finalize(r.skills.kind, r.skills.version, manifest)
     r.skills.manifest = manifest
     cfg = ModelConfig(score=r.score_config, threshold=best["threshold"], threshold_source=source, extra={"calibrated_on": record})
-    written = [str(save_model_config(calibration_path(r.settings.home, r.encoder.fingerprint), cfg))]
-    if write_model:
+    written = [str(save_model_config(calibration_path(r.settings.home, r.encoder.fingerprint, r.taxonomy), cfg))]
+    if write_model and r.taxonomy == "esco-1.1.0":
         written.append(str(save_model_config(Path(r.encoder.path), cfg)))
     logger.info("stored threshold %.2f in index %s and %s", best["threshold"], r.skills.version, ", ".join(written))
     return {"index_version": r.skills.version, "model_config": written, **record}

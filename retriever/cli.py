@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from jobskills.cli_common import (
-    DeviceOpt, EngineOpt, HomeOpt, JsonOpt, ModelOpt, ThresholdOpt, emit_json, handle_errors, progress_bar, settings_from,
+    DeviceOpt, EngineOpt, HomeOpt, JsonOpt, ModelOpt, TaxonomyOpt, ThresholdOpt, emit_json, handle_errors, progress_bar, settings_from,
 )
 from jobskills.errors import InputError
 
@@ -17,10 +17,11 @@ KOpt = Annotated[int, typer.Option("-k", "--top", min=1, max=1000, help="How man
 
 
 def _open(model: str | None, home: Path | None, engine: str | None, device: str | None, threshold: float | None = None,
-          candidates: str = "bound") -> Any:
+          candidates: str = "bound", taxonomy: str | None = None) -> Any:
     from retriever.pipeline import Retriever
 
-    return Retriever(settings_from(model=model, home=home, engine=engine, device=device, threshold=threshold), candidates=candidates)
+    return Retriever(settings_from(model=model, home=home, engine=engine, device=device, threshold=threshold),
+                     candidates=candidates, taxonomy=taxonomy)
 
 
 def _read_text(text: str | None, file: Path | None) -> str:
@@ -46,6 +47,7 @@ def extract(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Corpus mode: write one JSON line per input line here (resumable).", show_default=False)] = None,
     text_field: Annotated[Optional[str], typer.Option("--text-field", help="Corpus mode: the JSONL field holding the ad text.", show_default=False)] = None,
     id_field: Annotated[Optional[str], typer.Option("--id-field", help="Corpus mode: a JSONL field copied to each output line.", show_default=False)] = None,
+    taxonomy: TaxonomyOpt = None,
     model: ModelOpt = None,
     home: HomeOpt = None,
     engine: EngineOpt = None,
@@ -60,7 +62,7 @@ def extract(
             raise InputError("corpus mode needs --file ADS.jsonl and --out RESULTS.jsonl (and --text-field, default 'text')")
         from retriever.corpus import extract_corpus
 
-        with _open(model, home, engine, device, threshold, candidates) as r, progress_bar(not json_out) as update:
+        with _open(model, home, engine, device, threshold, candidates, taxonomy) as r, progress_bar(not json_out) as update:
             stats = extract_corpus(r, file, out, text_field or "text", id_field, redundancy=not no_redundancy,
                                    evidence_words=evidence, progress=update)
         if json_out:
@@ -73,7 +75,7 @@ def extract(
     body = _read_text(text, file)
     if not body.strip():
         raise InputError("the text is empty; give a sentence or a job ad")
-    with _open(model, home, engine, device, threshold, candidates) as r:
+    with _open(model, home, engine, device, threshold, candidates, taxonomy) as r:
         results = r.extract(body, redundancy=not no_redundancy, evidence_words=evidence)
         prov = r.provenance()
     if json_out:
@@ -87,21 +89,22 @@ def extract(
             ev = ", ".join(f"{e.text} {e.weight:.2f}" for e in m.evidence)
             typer.echo(f"    {m.score:.3f}  {m.label}  [{m.skill_type or '-'}]  <- {ev}")
             typer.echo(f"           {m.uri}")
-    typer.echo(f"threshold {prov['threshold']:.3f}, model {prov['model']}, ESCO {prov['esco_version']}", err=True)
+    typer.echo(f"threshold {prov['threshold']:.3f}, model {prov['model']}, taxonomy {prov['taxonomy']}", err=True)
 
 
 @handle_errors
 def search(
     query: Annotated[str, typer.Argument(help="Free text to match against skill labels.")],
     k: KOpt = 10,
+    taxonomy: TaxonomyOpt = None,
     model: ModelOpt = None,
     home: HomeOpt = None,
     engine: EngineOpt = None,
     device: DeviceOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Rank all ESCO skills for a query by exact ConTeXT score (no threshold)."""
-    with _open(model, home, engine, device) as r:
+    """Rank all skills of the taxonomy for a query by exact ConTeXT score (no threshold)."""
+    with _open(model, home, engine, device, taxonomy=taxonomy) as r:
         matches = r.search(query, k)
         prov = r.provenance()
     if json_out:
@@ -115,7 +118,7 @@ def search(
 def titles(
     query: Annotated[str, typer.Argument(help="A free-text job title.")],
     k: KOpt = 10,
-    method: Annotated[str, typer.Option("--method", help="maxsim (late interaction, default) or mean (pooled cosine).")] = "maxsim",
+    method: Annotated[str, typer.Option("--method", help="maxsim (late interaction, default), mean (pooled cosine) or hybrid (both).")] = "maxsim",
     model: ModelOpt = None,
     home: HomeOpt = None,
     engine: EngineOpt = None,
@@ -147,9 +150,10 @@ def evaluate(
     dump: Annotated[Optional[Path], typer.Option("--dump", help="Write one JSON line per sentence (gold, predicted, top-10).", show_default=False)] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Evaluate only the first N lines.", show_default=False)] = None,
     sample: Annotated[Optional[int], typer.Option("--sample", min=1, help="Evaluate N lines evenly spread over the file (deterministic).", show_default=False)] = None,
-    method: Annotated[str, typer.Option("--method", help="Titles: maxsim or mean.")] = "maxsim",
+    method: Annotated[str, typer.Option("--method", help="Titles: maxsim, mean or hybrid.")] = "maxsim",
     threshold: ThresholdOpt = None,
     candidates: Annotated[str, typer.Option("--candidates", help="Candidate stage for the extraction path.")] = "bound",
+    taxonomy: TaxonomyOpt = None,
     model: ModelOpt = None,
     home: HomeOpt = None,
     engine: EngineOpt = None,
@@ -160,7 +164,7 @@ def evaluate(
     from retriever import evaluate as ev
 
     kind = ev.bench_kind(bench)
-    with _open(model, home, engine, device, threshold, candidates) as r:
+    with _open(model, home, engine, device, threshold, candidates, taxonomy) as r:
         warnings = []
         if kind == "extraction":
             examples = _subset(ev.load_extraction_bench(bench, r.skills.row_of_uri), limit, sample)
@@ -204,6 +208,7 @@ def calibrate(
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Save the P/R/F1 curve as a PNG (needs matplotlib).", show_default=False)] = None,
     write_model: Annotated[bool, typer.Option("--write-model", help="Also write the threshold into the model folder's jobskills_config.json.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the curve, store nothing.")] = False,
+    taxonomy: TaxonomyOpt = None,
     model: ModelOpt = None,
     home: HomeOpt = None,
     engine: EngineOpt = None,
@@ -216,7 +221,7 @@ def calibrate(
 
     if ev.bench_kind(dev) != "extraction":
         raise InputError(f"{dev} is not a skill-extraction benchmark ({{text, skills}} lines)")
-    with _open(model, home, engine, device) as r:
+    with _open(model, home, engine, device, taxonomy=taxonomy) as r:
         examples = ev.load_extraction_bench(dev, r.skills.row_of_uri)
         previous = r.threshold
         curve, best = sweep_thresholds(r, examples, lo, hi, step)

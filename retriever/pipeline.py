@@ -25,6 +25,7 @@ from jobskills.errors import IndexMismatchError, IndexNotFoundError, InputError
 from jobskills.esco import ESCO_VERSION
 from jobskills.scoring import BF16_MARGIN, SCORER_VERSION, ScoreConfig, attention, redundancy_keep, score_all, token_bound
 from jobskills.store import Store, open_store
+from jobskills.taxonomy import DEFAULT_TAXONOMY, skills_kind
 from retriever.text import MAX_TEXT_CHARS, split_sentences
 
 __all__ = ["Evidence", "SkillMatch", "SentenceResult", "TitleMatch", "Retriever", "CANDIDATE_MODES", "check_manifest"]
@@ -83,7 +84,7 @@ class TitleMatch:
         return asdict(self)
 
 
-def check_manifest(manifest: dict[str, Any], encoder: Encoder) -> None:
+def check_manifest(manifest: dict[str, Any], encoder: Encoder, taxonomy: str | None = None) -> None:
     """Refuse an index that the loaded model cannot query correctly."""
     kind = manifest.get("kind", "?")
     if manifest.get("model_fingerprint") != encoder.fingerprint:
@@ -102,20 +103,25 @@ def check_manifest(manifest: dict[str, Any], encoder: Encoder) -> None:
             f"the {kind} index was built for scorer {manifest.get('scorer_version')}, this jobskills has {SCORER_VERSION}; "
             "run `jobskills index`"
         )
-    if manifest.get("taxonomy", "esco") == "esco" and manifest.get("esco_version") != ESCO_VERSION:
+    if manifest.get("taxonomy") == DEFAULT_TAXONOMY and manifest.get("esco_version") != ESCO_VERSION:
         raise IndexMismatchError(
             f"the {kind} index holds ESCO {manifest.get('esco_version')}, this jobskills ships {ESCO_VERSION}; run `jobskills index`"
+        )
+    if taxonomy is not None and kind != "titles" and manifest.get("taxonomy") != taxonomy:
+        raise IndexMismatchError(
+            f"the {kind} index holds taxonomy {manifest.get('taxonomy')!r}, not {taxonomy!r}; run `jobskills index --taxonomy {taxonomy}`"
         )
 
 
 class _SkillTable:
     """The published skills version held in memory: payloads and the exact ``mean`` matrix."""
 
-    def __init__(self, store: Store, version: str, manifest: dict[str, Any]) -> None:
+    def __init__(self, store: Store, version: str, manifest: dict[str, Any], kind: str = "skills") -> None:
         import torch
 
+        self.kind = kind
         ids, payloads, vecs = [], [], []
-        for pid, payload, vec in store.scroll("skills", version, with_mean=True):
+        for pid, payload, vec in store.scroll(kind, version, with_mean=True):
             ids.append(pid)
             payloads.append(payload)
             vecs.append(vec)
@@ -153,6 +159,7 @@ class Retriever:
         store: Store | None = None,
         encoder: Encoder | None = None,
         candidates: str = "bound",
+        taxonomy: str | None = None,
     ) -> None:
         if candidates not in CANDIDATE_MODES:
             raise InputError(f"unknown candidate mode {candidates!r}; choose one of {', '.join(CANDIDATE_MODES)}")
@@ -160,14 +167,17 @@ class Retriever:
         self._own_store = store is None
         self.store = store or open_store(settings)
         try:
-            found = self.store.current_manifest("skills")
+            self.taxonomy = taxonomy or DEFAULT_TAXONOMY
+            kind = skills_kind(self.taxonomy)
+            found = self.store.current_manifest(kind)
             if found is None:
+                hint = "" if kind == "skills" else f" --taxonomy {self.taxonomy}"
                 raise IndexNotFoundError(
-                    f"no skills index in {self.store.location}; run `jobskills index` first"
+                    f"no {self.taxonomy} skills index in {self.store.location}; run `jobskills index{hint}` first"
                 )
             self.encoder = encoder or Encoder(settings.model_path, device=settings.device)
-            check_manifest(found[1], self.encoder)
-            self.skills = _SkillTable(self.store, *found)
+            check_manifest(found[1], self.encoder, self.taxonomy)
+            self.skills = _SkillTable(self.store, *found, kind=kind)
         except BaseException:
             self.close()
             raise
@@ -187,6 +197,8 @@ class Retriever:
         return {
             "model": m.get("model_name"),
             "model_fingerprint": m.get("model_fingerprint"),
+            "taxonomy": m.get("taxonomy"),
+            "taxonomy_fingerprint": m.get("taxonomy_fingerprint"),
             "esco_version": m.get("esco_version"),
             "scorer_version": self.score_config.version,
             "threshold": self.threshold,
@@ -304,7 +316,7 @@ class Retriever:
         for i in range(n):
             toks = enc.token_rows(i).cpu().numpy()
             if self.candidates == "maxsim":
-                hits = self.store.query_maxsim("skills", self.skills.version, toks, limit=100)
+                hits = self.store.query_maxsim(self.skills.kind, self.skills.version, toks, limit=100)
                 ids = [h.id for h in hits]
             else:  # qdrant: per-token threshold search on `mean`; cos = dot with a unit token when s is unit
                 if not self.skills.manifest.get("normalized", False):
@@ -319,7 +331,7 @@ class Retriever:
         found: set[int] = set()
         pending = list(range(len(queries)))
         while pending:
-            lists = self.store.query_mean("skills", self.skills.version, queries[pending], limit=limit, threshold=t)
+            lists = self.store.query_mean(self.skills.kind, self.skills.version, queries[pending], limit=limit, threshold=t)
             full = []
             for q, hits in zip(pending, lists):
                 found.update(h.id for h in hits)
@@ -424,28 +436,43 @@ class Retriever:
             self._titles = found
         return self._titles
 
+    TITLE_METHODS = ("maxsim", "mean", "hybrid")
+
     def titles(self, query: str, k: int = 10, method: str = "maxsim") -> list[TitleMatch]:
         """Nearest ESCO occupations for a free-text job title, best title per occupation.
 
         ``maxsim``: late interaction over title tokens (score = MAX_SIM / number of query tokens, in [-1, 1]);
-        ``mean``: cosine of pooled embeddings (the fallback for very short or noisy titles).
+        ``mean``: cosine of pooled embeddings (the fallback for very short or noisy titles);
+        ``hybrid``: the average of both over the union of their top lists (a title missing from one list
+        gets that list's lowest score, an upper bound of its true one).
         """
         if not query or not query.strip():
             raise InputError("the job title is empty")
         if k < 1:
             raise InputError("k must be >= 1")
-        if method not in ("maxsim", "mean"):
-            raise InputError(f"unknown title method {method!r}; choose maxsim or mean")
+        if method not in self.TITLE_METHODS:
+            raise InputError(f"unknown title method {method!r}; choose one of {', '.join(self.TITLE_METHODS)}")
         version, _ = self._title_version()
         enc = self.encoder.encode([query.strip()])
         limit = max(50, 10 * k)
-        if method == "maxsim":
+        lists: dict[str, dict[int, tuple[float, dict[str, Any]]]] = {}
+        if method in ("maxsim", "hybrid"):
             n_tok = int(enc.mask[0].sum())
             hits = self.store.query_maxsim("titles", version, enc.token_rows(0).cpu().numpy(), limit=limit)
-            scored = [(h.score / n_tok, h.payload or {}) for h in hits]
-        else:
+            lists["maxsim"] = {h.id: (h.score / n_tok, h.payload or {}) for h in hits}
+        if method in ("mean", "hybrid"):
             hits = self.store.query_mean("titles", version, enc.pooled.cpu().numpy(), limit=limit, with_payload=True)[0]
-            scored = [(h.score, h.payload or {}) for h in hits]
+            lists["mean"] = {h.id: (h.score, h.payload or {}) for h in hits}
+        if method == "hybrid":
+            floor = {name: min((v[0] for v in lst.values()), default=0.0) for name, lst in lists.items()}
+            ids = set(lists["maxsim"]) | set(lists["mean"])
+            scored = []
+            for i in ids:
+                payload = (lists["maxsim"].get(i) or lists["mean"][i])[1]
+                parts = [lists[name][i][0] if i in lists[name] else floor[name] for name in ("maxsim", "mean")]
+                scored.append((sum(parts) / 2, payload))
+        else:
+            scored = list(next(iter(lists.values())).values())
         best: dict[str, TitleMatch] = {}
         for score, p in scored:
             for j, occ in enumerate(p.get("occupations", [])):

@@ -132,7 +132,7 @@ def test_search_is_exact_top_k(retrievers):
 def test_titles_group_by_occupation(retrievers, esco):
     r = retrievers[("edge", "bound")]
     occ = next(iter(esco.occupations.values()))
-    for method in ("maxsim", "mean"):
+    for method in ("maxsim", "mean", "hybrid"):
         res = r.titles(occ.label, k=5, method=method)
         assert res[0].occupation_uri == occ.uri and res[0].score > 0.99
         assert len({m.occupation_uri for m in res}) == len(res) <= 5
