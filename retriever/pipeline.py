@@ -103,13 +103,15 @@ def check_manifest(manifest: dict[str, Any], encoder: Encoder, taxonomy: str | N
             f"the {kind} index was built for scorer {manifest.get('scorer_version')}, this jobskills has {SCORER_VERSION}; "
             "run `jobskills index`"
         )
-    if manifest.get("taxonomy") == DEFAULT_TAXONOMY and manifest.get("esco_version") != ESCO_VERSION:
+    built_for = {"esco": DEFAULT_TAXONOMY}.get(manifest.get("taxonomy", "esco"), manifest.get("taxonomy"))  # "esco" in 0.1 manifests
+    if built_for == DEFAULT_TAXONOMY and manifest.get("esco_version") != ESCO_VERSION:
         raise IndexMismatchError(
             f"the {kind} index holds ESCO {manifest.get('esco_version')}, this jobskills ships {ESCO_VERSION}; run `jobskills index`"
         )
-    if taxonomy is not None and kind != "titles" and manifest.get("taxonomy") != taxonomy:
+    if taxonomy is not None and kind != "titles" and built_for != taxonomy:
+        hint = "" if taxonomy == DEFAULT_TAXONOMY else f" --taxonomy {taxonomy}"
         raise IndexMismatchError(
-            f"the {kind} index holds taxonomy {manifest.get('taxonomy')!r}, not {taxonomy!r}; run `jobskills index --taxonomy {taxonomy}`"
+            f"the {kind} index holds taxonomy {built_for!r}, not {taxonomy!r}; run `jobskills index{hint}`"
         )
 
 

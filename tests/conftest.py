@@ -78,23 +78,23 @@ def sample_uris(esco) -> list[str]:
     return gold + others
 
 
-def _build(settings, store, encoder, esco, uris, n_occupations=25):
-    """Build a small skills + titles index through the real build path."""
+def _small_index(tmp_path_factory, engine, encoder, esco, uris, n_occupations=25):
+    """(settings, store) holding a small skills + titles index built through the real build path."""
     from indexer.build import build_index
+    from jobskills.config import load_settings
+    from jobskills.store import open_store
 
+    settings = load_settings({"home": tmp_path_factory.mktemp(f"{engine}-home"), "engine": engine}, env={})
+    store = open_store(settings)
     build_index(settings, store, encoder, esco=esco, kinds=("skills",), skill_uris=uris)
     build_index(settings, store, encoder, esco=esco, kinds=("titles",), limit=n_occupations)
+    return settings, store
 
 
 @pytest.fixture(scope="session")
 def memory_index(tmp_path_factory, encoder, esco, sample_uris):
     """(settings, store) with a small index in qdrant-client :memory: mode."""
-    from jobskills.config import load_settings
-    from jobskills.store import open_store
-
-    settings = load_settings({"home": tmp_path_factory.mktemp("mem-home"), "engine": "memory"}, env={})
-    store = open_store(settings)
-    _build(settings, store, encoder, esco, sample_uris)
+    settings, store = _small_index(tmp_path_factory, "memory", encoder, esco, sample_uris)
     yield settings, store
     store.close()
 
@@ -102,11 +102,6 @@ def memory_index(tmp_path_factory, encoder, esco, sample_uris):
 @pytest.fixture(scope="session")
 def edge_index(tmp_path_factory, encoder, esco, sample_uris):
     """(settings, store) with the same small index in qdrant-edge."""
-    from jobskills.config import load_settings
-    from jobskills.store import open_store
-
-    settings = load_settings({"home": tmp_path_factory.mktemp("edge-home"), "engine": "edge"}, env={})
-    store = open_store(settings)
-    _build(settings, store, encoder, esco, sample_uris)
+    settings, store = _small_index(tmp_path_factory, "edge", encoder, esco, sample_uris)
     yield settings, store
     store.close()
