@@ -139,14 +139,18 @@ def load_title_bench(path: str | Path, known_occupations: Collection[str] | None
 
 # ------------------------------------------------------------------------------------------ metrics
 def rp_at_k(ranked: Sequence[str], gold: Collection[str], k: int) -> float:
-    """>>> rp_at_k(["a", "b", "c"], {"b", "z"}, 1), rp_at_k(["a", "b", "c"], {"b", "z"}, 5)
+    """Hits in the top ``k`` over ``min(k, len(gold))``.
+
+    >>> rp_at_k(["a", "b", "c"], {"b", "z"}, 1), rp_at_k(["a", "b", "c"], {"b", "z"}, 5)
     (0.0, 0.5)
     """
     return sum(1 for u in ranked[:k] if u in gold) / min(k, len(gold))
 
 
 def reciprocal_rank(ranked: Sequence[str], gold: Collection[str]) -> float:
-    """>>> reciprocal_rank(["a", "b", "c"], {"c"})
+    """1 / rank of the first gold item (0 when none is ranked).
+
+    >>> reciprocal_rank(["a", "b", "c"], {"c"})
     0.3333333333333333
     """
     for i, u in enumerate(ranked, 1):
@@ -156,7 +160,9 @@ def reciprocal_rank(ranked: Sequence[str], gold: Collection[str]) -> float:
 
 
 def micro_prf(pred: Iterable[Collection[str]], gold: Iterable[Collection[str]]) -> dict[str, float]:
-    """>>> micro_prf([{"a", "b"}, set()], [{"a"}, {"c"}])
+    """Micro precision / recall / F1 over sentences.
+
+    >>> micro_prf([{"a", "b"}, set()], [{"a"}, {"c"}])
     {'precision': 0.5, 'recall': 0.5, 'f1': 0.5, 'tp': 1, 'fp': 1, 'fn': 1}
     """
     tp = fp = fn = 0
