@@ -106,3 +106,22 @@ def test_index_killed_midway_leaves_old_index_serving(tmp_path):
     rebuilt = subprocess.run([*cli, "index", "--only", "skills", "--limit", "20", "--json"], env=env, capture_output=True, text=True)
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert any(d.startswith("skills/") for d in json.loads(rebuilt.stdout)["dropped"])
+
+
+def test_one_megabyte_text_is_split_without_losing_any_of_it(memory_index, encoder):
+    """A 1 MB ad with no sentence breaks: cut into windows that fit the model and together cover every word."""
+    import random
+
+    settings, store = memory_index
+    r = Retriever(settings, store=store, encoder=encoder)
+    rng = random.Random(0)
+    words = "python sql docker teamwork german sales cooking welding nursing accounting".split()
+    text = " ".join(rng.choice(words) for _ in range(140_000))[:1_000_000]
+    spans = r.split(text)
+    assert len(spans) > 100
+    assert max(encoder.count_tokens([text[a:b] for a, b in spans[:50]])) <= encoder.max_tokens
+    covered = "".join(text[a:b] for a, b in spans)
+    assert covered.replace(" ", "") == text.replace(" ", "")  # every character outside whitespace is kept
+    # a slice of it goes all the way through extraction
+    head = text[: spans[2][1]]
+    assert len(r.extract(head, threshold=0.4)) == 3
