@@ -172,6 +172,24 @@ class Esco:
         return groups
 
     @cached_property
+    def pillars(self) -> dict[str, tuple[str, ...]]:
+        """Level-0 labels of each skill's hierarchy paths: skills, knowledge, language skills and knowledge,
+        transversal skills and competences."""
+        out: dict[str, dict[str, None]] = {}
+        for row in self._rows("skill_hierarchy_paths", required=False):
+            if row.get("level0Label"):
+                out.setdefault(row["skillUri"], {})[row["level0Label"].strip()] = None
+        return {k: tuple(v) for k, v in out.items()}
+
+    @cached_property
+    def occupation_skills(self) -> dict[str, dict[str, str]]:
+        """Occupation URI -> {skill URI: "essential" | "optional"}."""
+        out: dict[str, dict[str, str]] = {}
+        for r in self.relations:
+            out.setdefault(r.occupation_uri, {})[r.skill_uri] = r.relation_type
+        return out
+
+    @cached_property
     def relations(self) -> list[Relation]:
         """Occupation-skill relations (essential / optional)."""
         return [

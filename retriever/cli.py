@@ -241,6 +241,47 @@ def calibrate(
 
 
 @handle_errors
+def analyse(
+    text: Annotated[Optional[str], typer.Argument(help="The ad text.", show_default=False)] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Read the ad from a UTF-8 file ('-' = stdin).", show_default=False)] = None,
+    title: Annotated[Optional[str], typer.Option("--title", help="The ad's job title (improves the occupation).", show_default=False)] = None,
+    k: KOpt = 5,
+    threshold: ThresholdOpt = None,
+    model: ModelOpt = None,
+    home: HomeOpt = None,
+    engine: EngineOpt = None,
+    device: DeviceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """A whole ad: its skills (deduplicated), likely ESCO occupations from title and skills, expected skills it omits."""
+    from retriever.analyse import analyse_ad
+
+    body = _read_text(text, file)
+    if not body.strip():
+        raise InputError("the ad is empty")
+    with _open(model, home, engine, device, threshold) as r:
+        result = analyse_ad(r, body, title=title, k=k)
+    if json_out:
+        emit_json(result.to_dict())
+        return
+    typer.echo(f"{len(result.skills)} skills in {result.sentences} sentences")
+    for s in result.skills:
+        typer.echo(f"  {s.score:.3f}  {s.label}  [{s.pillar}]  x{s.sentences}")
+    typer.echo("occupations:")
+    for o in result.occupations:
+        why = []
+        if o.matched_title:
+            why.append(f'title "{o.matched_title}"')
+        if o.shared_essential:
+            why.append(f"{len(o.shared_essential)} essential skills: " + ", ".join(o.shared_essential[:4]))
+        typer.echo(f"  {o.score:.3f}  {o.label} (ISCO {o.isco_group})  <- " + "; ".join(why or ["-"]))
+    if result.expected_missing:
+        typer.echo(f"expected for {result.occupations[0].label}, not mentioned ({len(result.expected_missing)}; ESCO's general profile, not a verdict):")
+        for m in result.expected_missing[:15]:
+            typer.echo(f"  - {m['label']}")
+
+
+@handle_errors
 def serve(
     host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
@@ -270,3 +311,4 @@ def register(app: typer.Typer) -> None:
     app.command("eval")(evaluate)
     app.command("calibrate")(calibrate)
     app.command("serve")(serve)
+    app.command("analyse")(analyse)

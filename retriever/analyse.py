@@ -1,0 +1,164 @@
+"""Whole job ads: ad-level skills, occupations inferred from the title and the skills, expected skills.
+
+- Skills: one entry per skill for the whole ad (best score, how many sentences carry it, evidence per
+  sentence), with its type, ESCO groups and pillar.
+- Occupations: two rankings joined. From the title: the job-title index (best title per occupation). From
+  the skills: ESCO's occupation-skill relations, each extracted skill voting for the occupations that list
+  it, weighted by its score, by the relation (essential 1.0, optional 0.5) and by how specific the skill is
+  (idf = log(number of occupations / occupations listing it)), normalised by the square root of the
+  occupation's number of essential skills so that large profiles do not win by size. Each ranking is scaled
+  to its best candidate (= 1) and the two are averaged (only one when there is no title).
+- Expected, not mentioned: the essential skills of the top occupation that the ad does not carry.
+  ESCO's relations describe an occupation in general; a gap is a prompt to check the ad, not a verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from jobskills.errors import InputError
+
+if TYPE_CHECKING:
+    from jobskills.esco import Esco
+    from retriever.pipeline import Retriever
+
+__all__ = ["AdSkill", "AdOccupation", "AdAnalysis", "analyse_ad", "RELATION_WEIGHT"]
+
+RELATION_WEIGHT = {"essential": 1.0, "optional": 0.5}
+
+
+@dataclass
+class AdSkill:
+    uri: str
+    label: str
+    skill_type: str
+    score: float
+    sentences: int
+    pillar: str
+    groups: list[str]
+    evidence: list[dict[str, Any]] = field(default_factory=list)  # per sentence: index, text, words
+
+
+@dataclass
+class AdOccupation:
+    uri: str
+    label: str
+    isco_group: str
+    score: float
+    title_score: float | None
+    skills_score: float | None
+    matched_title: str | None
+    shared_essential: list[str]
+
+
+@dataclass
+class AdAnalysis:
+    title: str | None
+    sentences: int
+    skills: list[AdSkill]
+    occupations: list[AdOccupation]
+    expected_missing: list[dict[str, str]]
+    provenance: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        by_pillar: dict[str, list[str]] = {}
+        for s in self.skills:
+            by_pillar.setdefault(s.pillar, []).append(s.uri)
+        out["skills_by_pillar"] = by_pillar
+        return out
+
+
+def _pillar(esco: "Esco", uri: str, skill_type: str) -> str:
+    pillars = esco.pillars.get(uri, ())
+    for name in ("language skills and knowledge", "transversal skills and competences"):
+        if name in pillars:
+            return name
+    return "knowledge" if skill_type == "knowledge" or pillars == ("knowledge",) else "skills/competences"
+
+
+def _skill_idf(esco: "Esco") -> dict[str, float]:
+    n = max(1, len(esco.occupation_skills))
+    df: dict[str, int] = {}
+    for skills in esco.occupation_skills.values():
+        for u in skills:
+            df[u] = df.get(u, 0) + 1
+    return {u: math.log(n / c) for u, c in df.items()}
+
+
+def analyse_ad(
+    r: "Retriever", text: str, title: str | None = None, k: int = 5, threshold: float | None = None,
+    title_method: str = "maxsim", esco: "Esco | None" = None,
+) -> AdAnalysis:
+    """Analyse one ad (``text``) with an optional job ``title``."""
+    from jobskills.esco import load_esco
+
+    if r.taxonomy != "esco-1.1.0":
+        raise InputError("ad analysis needs ESCO's occupation-skill relations: use the built-in esco-1.1.0 taxonomy")
+    esco = esco or load_esco()
+    sentences = r.extract(text, threshold=threshold, evidence_words=3)
+    merged: dict[str, AdSkill] = {}
+    for i, sent in enumerate(sentences):
+        for m in sent.skills:
+            entry = merged.get(m.uri)
+            if entry is None:
+                skill = esco.skills.get(m.uri)
+                entry = merged[m.uri] = AdSkill(
+                    uri=m.uri, label=m.label, skill_type=m.skill_type, score=m.score, sentences=0,
+                    pillar=_pillar(esco, m.uri, m.skill_type), groups=[g.label for g in skill.level2] if skill else [],
+                )
+            entry.score = max(entry.score, m.score)
+            entry.sentences += 1
+            entry.evidence.append({"sentence": i, "text": sent.text, "start": sent.start, "end": sent.end,
+                                   "score": m.score, "words": [asdict(e) for e in m.evidence]})
+    skills = sorted(merged.values(), key=lambda s: -s.score)
+
+    # occupations from the skills
+    idf = _skill_idf(esco)
+    skill_votes: dict[str, float] = {}
+    for occ, rel in esco.occupation_skills.items():
+        total = 0.0
+        for s in skills:
+            kind = rel.get(s.uri)
+            if kind:
+                total += s.score * RELATION_WEIGHT[kind] * idf.get(s.uri, 0.0)
+        if total > 0:
+            n_ess = sum(1 for v in rel.values() if v == "essential")
+            skill_votes[occ] = total / math.sqrt(n_ess + 1)
+    # occupations from the title
+    title_votes: dict[str, tuple[float, str]] = {}
+    if title and title.strip():
+        for m in r.titles(title, k=50, method=title_method):
+            title_votes[m.occupation_uri] = (m.score, m.matched_title)
+
+    def scaled(values: dict[str, float]) -> dict[str, float]:
+        top = max(values.values(), default=0.0)
+        return {u: v / top for u, v in values.items()} if top > 0 else {}
+
+    s_scaled = scaled(skill_votes)
+    t_scaled = scaled({u: v for u, (v, _) in title_votes.items()})
+    parts = [p for p in (s_scaled, t_scaled) if p]
+    combined: dict[str, float] = {}
+    for u in set(s_scaled) | set(t_scaled):
+        combined[u] = sum(p.get(u, 0.0) for p in parts) / max(1, len(parts))
+    ad_uris = {s.uri for s in skills}
+    occupations = []
+    for u, score in sorted(combined.items(), key=lambda kv: -kv[1])[:k]:
+        occ = esco.occupations[u]
+        rel = esco.occupation_skills.get(u, {})
+        occupations.append(AdOccupation(
+            uri=u, label=occ.label, isco_group=occ.isco_group, score=round(score, 6),
+            title_score=round(title_votes[u][0], 6) if u in title_votes else None,
+            skills_score=round(skill_votes[u], 6) if u in skill_votes else None,
+            matched_title=title_votes[u][1] if u in title_votes else None,
+            shared_essential=[esco.skills[s].label for s in rel if rel[s] == "essential" and s in ad_uris],
+        ))
+    missing: list[dict[str, str]] = []
+    if occupations:
+        rel = esco.occupation_skills.get(occupations[0].uri, {})
+        missing = [{"uri": s, "label": esco.skills[s].label, "skill_type": esco.skills[s].skill_type}
+                   for s, kind in rel.items() if kind == "essential" and s not in ad_uris and s in esco.skills]
+    return AdAnalysis(title=title, sentences=len(sentences), skills=skills, occupations=occupations,
+                      expected_missing=missing, provenance=r.provenance())

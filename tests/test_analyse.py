@@ -1,0 +1,76 @@
+"""Whole-ad analysis: deduplication across sentences, occupation ranking on a case known from ESCO."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from indexer.build import build_index
+from jobskills.config import load_settings
+from jobskills.store import open_store
+from retriever.analyse import analyse_ad
+from retriever.pipeline import Retriever
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory, encoder, esco):
+    """An occupation among the indexed titles, and an index holding its essential skills plus others."""
+    occupations = list(esco.occupations.values())[:25]
+    target = max(occupations, key=lambda o: sum(1 for v in esco.occupation_skills.get(o.uri, {}).values() if v == "essential"))
+    essential = [u for u, v in esco.occupation_skills[target.uri].items() if v == "essential"]
+    others = [u for u in list(esco.skills)[::50] if u not in essential][:250]
+    settings = load_settings({"home": tmp_path_factory.mktemp("ad-home"), "engine": "edge"}, env={})
+    store = open_store(settings)
+    build_index(settings, store, encoder, esco=esco, kinds=("skills",), skill_uris=essential + others)
+    build_index(settings, store, encoder, esco=esco, kinds=("titles",), limit=25)
+    r = Retriever(settings, store=store, encoder=encoder)
+    yield r, target, essential
+    store.close()
+
+
+def test_skills_are_deduplicated_across_sentences(case, esco):
+    r, target, essential = case
+    label = esco.skills[essential[0]].label
+    ad = f"You will {label}.\nWe expect you to {label} every day.\nBenefits: free coffee."
+    result = analyse_ad(r, ad, threshold=0.5)
+    entries = [s for s in result.skills if s.uri == essential[0]]
+    assert len(entries) == 1 and entries[0].sentences == 2 and len(entries[0].evidence) == 2
+    assert len({s.uri for s in result.skills}) == len(result.skills)
+    assert entries[0].pillar in ("skills/competences", "knowledge", "language skills and knowledge", "transversal skills and competences")
+
+
+def test_occupation_from_its_own_essential_skills(case, esco):
+    r, target, essential = case
+    ad = "\n".join(f"- {esco.skills[u].label}" for u in essential[:8])
+    skills_only = analyse_ad(r, ad, threshold=0.6)
+    assert skills_only.occupations[0].uri == target.uri
+    assert skills_only.occupations[0].title_score is None and len(skills_only.occupations[0].shared_essential) >= 5
+    with_title = analyse_ad(r, ad, title=target.label, threshold=0.6)
+    assert with_title.occupations[0].uri == target.uri and with_title.occupations[0].matched_title
+    # the essential skills the ad left out are the expected-but-missing ones
+    missing = {m["uri"] for m in with_title.expected_missing}
+    found = {s.uri for s in with_title.skills}
+    assert missing == {u for u in essential if u not in found}
+    assert json.dumps(with_title.to_dict())  # serialisable
+
+
+def test_cli_analyse(tmp_path, esco):
+    from typer.testing import CliRunner
+
+    from jobskills.cli import app
+
+    runner = CliRunner()
+    assert runner.invoke(app, ["index", "--home", str(tmp_path), "--limit", "30"]).exit_code == 0
+    occ = next(iter(esco.occupations.values()))
+    res = runner.invoke(app, ["analyse", "--home", str(tmp_path), "--title", occ.label, "--json", "Manage musical staff. Free coffee."])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert {"skills", "occupations", "expected_missing", "provenance", "skills_by_pillar"} <= set(data)
+    assert occ.uri in [o["uri"] for o in data["occupations"]]
+    res = runner.invoke(app, ["analyse", "--home", str(tmp_path), "--title", occ.label, "Manage musical staff."])
+    assert res.exit_code == 0 and "occupations:" in res.output
+    res = runner.invoke(app, ["analyse", "--home", str(tmp_path), "  "])
+    assert res.exit_code == 1 and "empty" in res.output
