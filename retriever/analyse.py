@@ -93,12 +93,27 @@ def analyse_ad(
     title_method: str = "maxsim", esco: "Esco | None" = None,
 ) -> AdAnalysis:
     """Analyse one ad (``text``) with an optional job ``title``."""
+    return analyse_many(r, [text], [title], k, threshold, title_method, esco)[0]
+
+
+def analyse_many(
+    r: "Retriever", texts: list[str], titles: list[str | None], k: int = 5, threshold: float | None = None,
+    title_method: str = "maxsim", esco: "Esco | None" = None,
+) -> list[AdAnalysis]:
+    """Several ads at once: their sentences share encoder batches."""
     from jobskills.esco import load_esco
 
     if r.taxonomy != "esco-1.1.0":
         raise InputError("ad analysis needs ESCO's occupation-skill relations: use the built-in esco-1.1.0 taxonomy")
     esco = esco or load_esco()
-    sentences = r.extract(text, threshold=threshold, evidence_words=3)
+    per_ad = r.extract_many(texts, threshold=threshold, evidence_words=3)
+    return [_analyse(r, esco, sentences, title, k, title_method) for sentences, title in zip(per_ad, titles)]
+
+
+_IDF: dict[int, dict[str, float]] = {}
+
+
+def _analyse(r: "Retriever", esco: "Esco", sentences: list, title: str | None, k: int, title_method: str) -> AdAnalysis:
     merged: dict[str, AdSkill] = {}
     for i, sent in enumerate(sentences):
         for m in sent.skills:
@@ -116,7 +131,7 @@ def analyse_ad(
     skills = sorted(merged.values(), key=lambda s: -s.score)
 
     # occupations from the skills
-    idf = _skill_idf(esco)
+    idf = _IDF.get(id(esco)) or _IDF.setdefault(id(esco), _skill_idf(esco))
     skill_votes: dict[str, float] = {}
     for occ, rel in esco.occupation_skills.items():
         total = 0.0
@@ -162,3 +177,59 @@ def analyse_ad(
                    for s, kind in rel.items() if kind == "essential" and s not in ad_uris and s in esco.skills]
     return AdAnalysis(title=title, sentences=len(sentences), skills=skills, occupations=occupations,
                       expected_missing=missing, provenance=r.provenance())
+
+
+def analyse_corpus(
+    r: "Retriever", src: Any, out: Any, text_field: str = "text", title_field: str | None = None,
+    id_field: str | None = None, k: int = 5, threshold: float | None = None,
+    progress: Any = None, summary: Any = None,
+) -> dict[str, Any]:
+    """Corpus mode: one analysis per JSONL line, streamed and resumable (see :mod:`retriever.corpus`)."""
+    from jobskills.esco import load_esco
+    from retriever.corpus import run_corpus
+
+    esco = load_esco()
+
+    def handler(texts: list[str], titles: list[str | None]) -> list[dict[str, Any]]:
+        results = analyse_many(r, texts, titles, k, threshold, esco=esco)
+        return [{**a.to_dict(), "_n": a.sentences} for a in results]
+
+    stats = run_corpus(r, src, out, handler, text_field, id_field, title_field, progress=progress)
+    if summary is not None:
+        stats["summary"] = write_summary(out, summary)
+    return stats
+
+
+def write_summary(results: Any, path: Any) -> dict[str, Any]:
+    """Skill x occupation counts over a results file (each ad's top occupation x each of its skills), as a
+    CSV a spreadsheet opens: occupation_uri, occupation_label, skill_uri, skill_label, ads. Read from the
+    results file, so it is complete after a resumed run too."""
+    import csv
+    import io
+    import json
+    from pathlib import Path
+
+    from jobskills.fileio import atomic_write_text
+
+    counts: dict[tuple[str, str], int] = {}
+    labels: dict[str, str] = {}
+    ads = 0
+    with open(results, encoding="utf-8") as fh:
+        for line in fh:
+            row = json.loads(line)
+            occs = row.get("occupations") or []
+            if not occs:
+                continue
+            ads += 1
+            top = occs[0]
+            labels[top["uri"]] = top["label"]
+            for s in row.get("skills", []):
+                labels[s["uri"]] = s["label"]
+                counts[(top["uri"], s["uri"])] = counts.get((top["uri"], s["uri"]), 0) + 1
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["occupation_uri", "occupation_label", "skill_uri", "skill_label", "ads"])
+    for (o, s_), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        w.writerow([o, labels[o], s_, labels[s_], n])
+    atomic_write_text(Path(path), buf.getvalue())
+    return {"path": str(path), "pairs": len(counts), "ads": ads}

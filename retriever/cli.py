@@ -245,6 +245,11 @@ def analyse(
     text: Annotated[Optional[str], typer.Argument(help="The ad text.", show_default=False)] = None,
     file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Read the ad from a UTF-8 file ('-' = stdin).", show_default=False)] = None,
     title: Annotated[Optional[str], typer.Option("--title", help="The ad's job title (improves the occupation).", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Corpus mode: one JSON line per input line (resumable).", show_default=False)] = None,
+    text_field: Annotated[Optional[str], typer.Option("--text-field", help="Corpus mode: JSONL field with the ad text.", show_default=False)] = None,
+    title_field: Annotated[Optional[str], typer.Option("--title-field", help="Corpus mode: JSONL field with the job title.", show_default=False)] = None,
+    id_field: Annotated[Optional[str], typer.Option("--id-field", help="Corpus mode: a JSONL field copied to each output line.", show_default=False)] = None,
+    summary: Annotated[Optional[Path], typer.Option("--summary", help="Corpus mode: skill x occupation counts as CSV.", show_default=False)] = None,
     k: KOpt = 5,
     threshold: ThresholdOpt = None,
     model: ModelOpt = None,
@@ -253,9 +258,24 @@ def analyse(
     device: DeviceOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """A whole ad: its skills (deduplicated), likely ESCO occupations from title and skills, expected skills it omits."""
-    from retriever.analyse import analyse_ad
+    """A whole ad: its skills (deduplicated), likely ESCO occupations from title and skills, expected skills it omits.
 
+    Corpus mode (--file ads.jsonl --text-field text --title-field title --out results.jsonl --summary s.csv)."""
+    from retriever.analyse import analyse_ad, analyse_corpus
+
+    if out is not None or text_field is not None or title_field is not None or summary is not None:
+        if file is None or out is None:
+            raise InputError("corpus mode needs --file ADS.jsonl and --out RESULTS.jsonl (and --text-field, default 'text')")
+        with _open(model, home, engine, device, threshold) as r, progress_bar(not json_out) as update:
+            stats = analyse_corpus(r, file, out, text_field or "text", title_field, id_field, k=k, progress=update,
+                                   summary=summary)
+        if json_out:
+            emit_json(stats)
+        else:
+            typer.echo(f"{stats['ads']:,} ads, {stats['sentences']:,} sentences, {stats['errors']} unusable lines -> "
+                       f"{stats['out']} ({stats['ads_per_s']:.1f} ads/s)"
+                       + (f"; summary {stats['summary']['pairs']:,} skill x occupation pairs -> {summary}" if summary else ""))
+        return
     body = _read_text(text, file)
     if not body.strip():
         raise InputError("the ad is empty")

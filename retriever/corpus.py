@@ -15,14 +15,14 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from jobskills.errors import InputError, JobskillsError
 
 if TYPE_CHECKING:
     from retriever.pipeline import Retriever
 
-__all__ = ["extract_corpus", "resume_point"]
+__all__ = ["extract_corpus", "run_corpus", "resume_point"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,23 +58,33 @@ def _lines(path: Path, start_after: int) -> Iterator[tuple[int, bytes, int]]:
                 yield no, raw, fh.tell()
 
 
-def _parse(no: int, raw: bytes, text_field: str, id_field: str | None) -> tuple[Any, str | None, str | None]:
-    """(id, text, error) of one input line."""
+def _parse(
+    no: int, raw: bytes, text_field: str, id_field: str | None, title_field: str | None = None
+) -> tuple[Any, str | None, str | None, str | None]:
+    """(id, text, title, error) of one input line."""
     try:
         row = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
-        return None, None, "line is not UTF-8"
+        return None, None, None, "line is not UTF-8"
     except json.JSONDecodeError as exc:
-        return None, None, f"not valid JSON ({exc.msg})"
+        return None, None, None, f"not valid JSON ({exc.msg})"
     if not isinstance(row, dict):
-        return None, None, "line is not a JSON object"
+        return None, None, None, "line is not a JSON object"
     ident = row.get(id_field) if id_field else None
     text = row.get(text_field)
     if not isinstance(text, str):
-        return ident, None, f"field {text_field!r} is missing or not a string"
+        return ident, None, None, f"field {text_field!r} is missing or not a string"
     if not text.strip():
-        return ident, None, "empty text"
-    return ident, text, None
+        return ident, None, None, "empty text"
+    title = None
+    if title_field:
+        title = row.get(title_field)
+        if not isinstance(title, str):
+            return ident, None, None, f"title field {title_field!r} is missing or not a string"
+    return ident, text, title, None
+
+
+Handler = Callable[[list[str], list[Optional[str]]], list[dict[str, Any]]]
 
 
 def extract_corpus(
@@ -90,10 +100,30 @@ def extract_corpus(
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Extract skills for every line of ``src`` into ``out`` (JSONL), resuming where a previous run stopped."""
+
+    def handler(texts: list[str], titles: list[str | None]) -> list[dict[str, Any]]:
+        results = r.extract_many(texts, threshold, redundancy, evidence_words)
+        return [{"sentences": [s.to_dict() for s in sents], "_n": len(sents)} for sents in results]
+
+    return run_corpus(r, src, out, handler, text_field, id_field, None, chunk_sentences, progress)
+
+
+def run_corpus(
+    r: "Retriever",
+    src: Path,
+    out: Path,
+    handler: Handler,
+    text_field: str = "text",
+    id_field: str | None = None,
+    title_field: str | None = None,
+    chunk_sentences: int = 256,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Stream ``src`` through ``handler`` (a chunk of ad texts and titles -> one dict per ad) into ``out``."""
     src, out = Path(src), Path(out)
     if not src.is_file():
         raise InputError(f"{src} does not exist")
-    if src.resolve() == out.resolve():
+    if out.exists() and src.resolve() == out.resolve():
         raise InputError("--out must differ from the input file")
     done = resume_point(out)
     if done:
@@ -103,16 +133,15 @@ def extract_corpus(
     started = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "a", encoding="utf-8") as sink:
-        pending: list[tuple[int, Any, str | None, str | None, list]] = []
+        pending: list[tuple[int, Any, str | None, str | None, str | None]] = []
         n_sent = 0
 
         def flush() -> None:
             nonlocal pending, n_sent
-            texts = [p[2] for p in pending if p[2] is not None]
-            results = r.extract_many(texts, threshold, redundancy, evidence_words) if texts else []
-            it = iter(results)
+            work = [p for p in pending if p[2] is not None]
+            results = iter(handler([p[2] for p in work], [p[3] for p in work]) if work else [])  # type: ignore[misc]
             lines = []
-            for no, ident, text, error, _ in pending:
+            for no, ident, text, _title, error in pending:
                 row: dict[str, Any] = {"line": no}
                 if id_field:
                     row["id"] = ident
@@ -120,10 +149,10 @@ def extract_corpus(
                     row["error"] = error
                     stats["errors"] += 1
                 else:
-                    sents = next(it)
-                    row["sentences"] = [s.to_dict() for s in sents]
+                    body = next(results)
                     stats["ads"] += 1
-                    stats["sentences"] += len(sents)
+                    stats["sentences"] += body.pop("_n", 0)
+                    row.update(body)
                 lines.append(json.dumps(row, ensure_ascii=False))
             sink.write("\n".join(lines) + "\n")
             sink.flush()
@@ -133,15 +162,15 @@ def extract_corpus(
         for no, raw, pos in _lines(src, done):
             stats["lines"] += 1
             if not raw.strip():
-                pending.append((no, None, None, "blank line", []))
+                pending.append((no, None, None, None, "blank line"))
                 continue
-            ident, text, error = _parse(no, raw, text_field, id_field)
+            ident, text, title, error = _parse(no, raw, text_field, id_field, title_field)
             if text is not None:
                 try:
                     n_sent += len(r.split(text))
                 except JobskillsError as exc:
                     text, error = None, str(exc)
-            pending.append((no, ident, text, error, []))
+            pending.append((no, ident, text, title, error))
             if n_sent >= chunk_sentences:
                 flush()
                 if progress:

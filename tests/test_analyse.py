@@ -74,3 +74,39 @@ def test_cli_analyse(tmp_path, esco):
     assert res.exit_code == 0 and "occupations:" in res.output
     res = runner.invoke(app, ["analyse", "--home", str(tmp_path), "  "])
     assert res.exit_code == 1 and "empty" in res.output
+
+
+def test_corpus_mode_resume_and_summary(tmp_path, esco):
+    import csv
+
+    from typer.testing import CliRunner
+
+    from jobskills.cli import app
+
+    runner = CliRunner()
+    home = tmp_path / "home"
+    assert runner.invoke(app, ["index", "--home", str(home), "--limit", "30"]).exit_code == 0
+    occ = list(esco.occupations.values())
+    lines = [json.dumps({"id": i, "title": occ[i].label, "body": "Manage musical staff. Coordinate duties of musical staff."})
+             for i in range(6)]
+    lines.insert(3, json.dumps({"id": "x", "body": "no title here"}))
+    src = tmp_path / "ads.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    out, summary = tmp_path / "out.jsonl", tmp_path / "summary.csv"
+    args = ["analyse", "--home", str(home), "--file", str(src), "--text-field", "body", "--title-field", "title",
+            "--id-field", "id", "--out", str(out), "--summary", str(summary), "--json"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    stats = json.loads(res.stdout)
+    assert stats["ads"] == 6 and stats["errors"] == 1
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["line"] for r in rows] == list(range(1, 8))
+    assert "title field 'title'" in rows[3]["error"]
+    assert all(r["skills"] and r["occupations"] for r in rows if "error" not in r)
+    table = list(csv.DictReader(summary.open()))
+    assert table and set(table[0]) == {"occupation_uri", "occupation_label", "skill_uri", "skill_label", "ads"}
+    assert sum(int(t["ads"]) for t in table) >= 6
+    # rerun: everything already done, nothing duplicated, summary rebuilt from the file
+    res = runner.invoke(app, args)
+    assert json.loads(res.stdout)["skipped_done"] == 7
+    assert len(out.read_text().splitlines()) == 7
