@@ -61,6 +61,7 @@ class AdAnalysis:
     occupations: list[AdOccupation]
     expected_missing: list[dict[str, str]]
     provenance: dict[str, Any]
+    sentence_spans: list[dict[str, Any]] = field(default_factory=list)  # text, start, end of each sentence
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -72,11 +73,13 @@ class AdAnalysis:
 
 
 def _pillar(esco: "Esco", uri: str, skill_type: str) -> str:
-    pillars = esco.pillars.get(uri, ())
-    for name in ("language skills and knowledge", "transversal skills and competences"):
-        if name in pillars:
-            return name
-    return "knowledge" if skill_type == "knowledge" or pillars == ("knowledge",) else "skills/competences"
+    """ESCO's pillar for display: language, transversal (reuse level), knowledge, or skills/competences."""
+    if "language skills and knowledge" in esco.pillars.get(uri, ()):
+        return "language skills and knowledge"
+    skill = esco.skills.get(uri)
+    if skill is not None and skill.reuse_level == "transversal":
+        return "transversal skills and competences"
+    return "knowledge" if skill_type == "knowledge" else "skills/competences"
 
 
 def _skill_idf(esco: "Esco") -> dict[str, float]:
@@ -176,7 +179,8 @@ def _analyse(r: "Retriever", esco: "Esco", sentences: list, title: str | None, k
         missing = [{"uri": s, "label": esco.skills[s].label, "skill_type": esco.skills[s].skill_type}
                    for s, kind in rel.items() if kind == "essential" and s not in ad_uris and s in esco.skills]
     return AdAnalysis(title=title, sentences=len(sentences), skills=skills, occupations=occupations,
-                      expected_missing=missing, provenance=r.provenance())
+                      expected_missing=missing, provenance=r.provenance(),
+                      sentence_spans=[{"text": s.text, "start": s.start, "end": s.end} for s in sentences])
 
 
 def analyse_corpus(

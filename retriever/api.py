@@ -1,4 +1,5 @@
-"""HTTP API (FastAPI): ``POST /extract``, ``GET /search``, ``GET /titles``, ``GET /healthz``, ``GET /info``.
+"""HTTP API (FastAPI): ``POST /extract``, ``POST /analyse``, ``GET /search``, ``GET /titles``, ``GET /healthz``,
+``GET /info``, and a page at ``/`` to paste an ad and see its analysis with the evidence highlighted.
 
 The model and the index are loaded once, in the app's lifespan. Concurrent ``/extract`` requests are
 micro-batched: a worker collects the texts that arrive within a few milliseconds (up to one encoder batch of
@@ -14,10 +15,11 @@ import threading
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Optional
 
 from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field, model_validator
 
 from jobskills import __version__
@@ -31,6 +33,7 @@ __all__ = ["create_app", "MAX_TEXT_CHARS_API", "MAX_BATCH"]
 
 logger = logging.getLogger(__name__)
 
+_PAGE = Path(__file__).resolve().parent / "static" / "index.html"
 MAX_TEXT_CHARS_API = 100_000  # one job ad is far below this; corpora go through `extract --file`
 MAX_BATCH = 64
 
@@ -52,6 +55,15 @@ class ExtractRequest(BaseModel):
             if len(t) > MAX_TEXT_CHARS_API:
                 raise ValueError(f"each text must be at most {MAX_TEXT_CHARS_API} characters")
         return self
+
+
+class AnalyseRequest(BaseModel):
+    """One whole ad and, optionally, its job title."""
+
+    text: str = Field(..., min_length=1, max_length=MAX_TEXT_CHARS_API, description="The ad text.")
+    title: Optional[str] = Field(None, max_length=300, description="The ad's job title.")
+    k: int = Field(5, ge=1, le=50, description="How many occupations.")
+    threshold: Optional[float] = Field(None, ge=-1.0, le=1.0)
 
 
 @dataclass
@@ -191,6 +203,18 @@ def create_app(settings: "Settings | None" = None, retriever: "Retriever | None"
             prov["threshold"] = body.threshold
         docs = [{"sentences": [s.to_dict() for s in res]} for res in results]
         return {"provenance": prov, **({"result": docs[0]} if body.text is not None else {"results": docs})}
+
+    @app.post("/analyse")
+    async def analyse(request: Request, body: AnalyseRequest) -> dict[str, Any]:
+        from retriever.analyse import analyse_ad
+
+        r = _r(request)
+        result = await asyncio.to_thread(_locked, request, analyse_ad, r, body.text, body.title, body.k, body.threshold)
+        return result.to_dict()
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> str:
+        return _PAGE.read_text(encoding="utf-8")
 
     def _locked(request: Request, fn, *args, **kwargs):  # noqa: ANN001, ANN202
         with request.app.state.lock:

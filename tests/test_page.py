@@ -1,0 +1,81 @@
+"""The analysis page in a real headless browser (Debian's chromium driven by playwright), on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from retriever.api import create_app
+from retriever.pipeline import Retriever
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def server(edge_index, encoder):
+    import uvicorn
+
+    settings, store = edge_index
+    r = Retriever(settings, store=store, encoder=encoder)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(create_app(retriever=r), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not srv.started and time.time() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_analyse_endpoint(server):
+    import json
+    import urllib.request
+
+    req = urllib.request.Request(server + "/analyse", data=json.dumps({"text": "Manage musical staff.", "title": "musician"}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        data = json.loads(resp.read())
+    assert data["skills"][0]["label"] == "manage musical staff" and data["occupations"] and data["sentence_spans"]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_page_shows_skills_and_highlights(server, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    ad = ("We are looking for a conductor to manage musical staff.\n"
+          "You will hire background musicians for our tours.\n"
+          "We offer free coffee.")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(server + "/")
+        page.fill("#title", "conductor")
+        page.fill("#text", ad)
+        page.click("#go")
+        page.wait_for_selector("tr.skill", timeout=60_000)
+        skills = page.locator("tr.skill").all_inner_texts()
+        assert any("manage musical staff" in s for s in skills)
+        marks = page.locator("#sentences mark")
+        assert marks.count() > 0
+        assert "musical" in " ".join(marks.all_inner_texts()) or "staff" in " ".join(marks.all_inner_texts())
+        assert page.locator("tr.occupation").count() > 0
+        assert page.locator("#error").inner_text() == ""
+        page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+        target = os.environ.get("JOBSKILLS_DOCS_SCREENSHOT")
+        if target:
+            page.screenshot(path=target, full_page=True)
+        browser.close()
+    assert (tmp_path / "page.png").stat().st_size > 10_000
