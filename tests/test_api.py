@@ -124,3 +124,24 @@ def test_real_uvicorn_on_loopback(retriever):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ({"text": ""}, 422),
+        ({"text": "x" * 1_000_000}, 422),  # a 1 MB ad: over the API's per-text limit, refused before any work
+        ({"text": "   "}, 400),
+        ({"text": "... --- ..."}, 400),  # no sentence with a word in it
+        ({"text": "Manage musical staff.", "k": 0}, 422),
+    ],
+)
+def test_bad_analyse_requests(client, body, status):
+    res = client.post("/analyse", json=body)
+    assert res.status_code == status, res.text
+
+
+def test_analyse_dedupes_across_sentences(client):
+    data = client.post("/analyse", json={"text": "Manage musical staff.\nWe need you to manage musical staff.", "threshold": 0.4}).json()
+    entry = [s for s in data["skills"] if s["label"] == "manage musical staff"]
+    assert len(entry) == 1 and entry[0]["sentences"] == 2 and len(data["sentence_spans"]) == 2
