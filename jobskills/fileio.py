@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_write_text"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["atomic_write_text", "repair_jsonl_tail"]
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -23,3 +28,38 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def repair_jsonl_tail(path: str | os.PathLike[str], keep_rows: bool = True) -> list[dict[str, Any]]:
+    """The rows of an append-only JSONL file, after truncating a torn or damaged tail (a kill mid-write).
+
+    Everything from the first line that is unterminated or not a JSON object on is cut off, so the next
+    append starts on a clean line; the rows before it are returned (only the last one when ``keep_rows`` is
+    False, for files too large to hold).
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows: list[dict[str, Any]] = []
+    good_end = 0
+    with open(path, "rb") as fh:
+        for raw in fh:
+            if not raw.endswith(b"\n"):
+                break
+            try:
+                row = json.loads(raw)
+            except ValueError:
+                break
+            if not isinstance(row, dict):
+                break
+            if keep_rows or not rows:
+                rows.append(row)
+            else:
+                rows[0] = row
+            good_end += len(raw)
+    size = path.stat().st_size
+    if good_end != size:
+        logger.warning("dropping %d bytes of a torn line at the end of %s", size - good_end, path)
+        with open(path, "r+b") as fh:
+            fh.truncate(good_end)
+    return rows

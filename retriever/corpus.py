@@ -29,26 +29,13 @@ logger = logging.getLogger(__name__)
 
 def resume_point(out: Path) -> int:
     """The last input line already written to ``out`` (0 if none); drops a torn trailing line."""
-    if not out.exists():
-        return 0
-    last = 0
-    good_end = 0
-    with open(out, "rb") as fh:
-        pos = 0
-        for raw in fh:
-            pos += len(raw)
-            if not raw.endswith(b"\n"):
-                break
-            try:
-                last = int(json.loads(raw)["line"])
-            except (ValueError, KeyError, TypeError):
-                break  # a damaged line: everything from here is redone
-            good_end = pos
-    if good_end != out.stat().st_size:
-        logger.warning("dropping %d bytes of a torn line at the end of %s", out.stat().st_size - good_end, out)
-        with open(out, "r+b") as fh:
-            fh.truncate(good_end)
-    return last
+    from jobskills.fileio import repair_jsonl_tail
+
+    last = repair_jsonl_tail(out, keep_rows=False)
+    try:
+        return int(last[0]["line"]) if last else 0
+    except (KeyError, TypeError, ValueError):
+        raise InputError(f"{out} is not a results file of this command (no 'line' field); choose another --out") from None
 
 
 def _lines(path: Path, start_after: int) -> Iterator[tuple[int, bytes, int]]:

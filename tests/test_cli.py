@@ -28,7 +28,7 @@ def home(tmp_path_factory, runner):
 
 
 def test_help_does_not_import_torch():
-    code = "import sys, jobskills.cli; bad = [m for m in ('torch', 'sentence_transformers', 'qdrant_client', 'qdrant_edge') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    code = "import sys, jobskills.cli, synth.run; bad = [m for m in ('torch', 'sentence_transformers', 'qdrant_client', 'qdrant_edge') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

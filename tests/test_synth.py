@@ -1,0 +1,187 @@
+"""Synth against a scripted OpenAI-compatible server on 127.0.0.1, through the real openai client."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from synth.run import SynthConfig, multi_tasks, negative_tasks, run_tasks, skill_tasks
+
+pytestmark = pytest.mark.integration
+
+
+class Script:
+    """Per skill label, the behaviours of successive calls: 'ok', 429, 500, 'invalid', 'slow'."""
+
+    def __init__(self) -> None:
+        self.plans: dict[str, list] = {}
+        self.calls: dict[str, int] = defaultdict(int)
+        self.delay = 0.0
+
+    def next(self, key: str):
+        plan = self.plans.get(key, ["ok"])
+        i = self.calls[key]
+        self.calls[key] += 1
+        return plan[min(i, len(plan) - 1)]
+
+
+def _fake_app(script: Script) -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        import asyncio
+
+        body = await request.json()
+        prompt = body["messages"][1]["content"]
+        key = prompt.split("\n", 1)[0].removeprefix("Skill: ")
+        action = script.next(key)
+        if script.delay:
+            await asyncio.sleep(script.delay)
+        if action in (429, 500):
+            return JSONResponse(status_code=action, content={"error": {"message": "scripted", "type": "x"}})
+        if action == "slow":
+            await asyncio.sleep(3)
+        if action == "invalid":
+            content = "Sure! Here are sentences: one, two"
+        elif "ONE ESCO group" in prompt or "belong to one ESCO group" in prompt:
+            content = json.dumps({"items": [{"sentence": f"Combine {key[:20]} item {i}.", "skills": [1, 2]} for i in range(3)]
+                                  + [{"sentence": "Only one skill here.", "skills": [1]}]})
+        else:
+            templates = ["You will {} in a fast-paced environment.", "Experience to {} is required for this role.",
+                         "Our clients expect you to {} every single week."]
+            content = json.dumps({"sentences": [t.format(key) for t in templates] + ["We value teamwork above all."]})
+        return {
+            "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30},
+        }
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def server():
+    import uvicorn
+
+    script = Script()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(_fake_app(script), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    while not srv.started:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/v1", script
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+def _cfg(url, **kw):
+    return SynthConfig(base_url=url, api_key="test", model="fake", concurrency=3, backoff=0.01, timeout=1.0, **kw)
+
+
+def test_retries_repairs_rejects_and_dedupe(server, esco, tmp_path):
+    url, script = server
+    picked = list(esco.skills.values())[:5]
+    labels = [s.label for s in picked]
+    script.plans = {labels[0]: [429, 500, "ok"], labels[1]: ["invalid", "ok"], labels[2]: ["invalid", "invalid"],
+                    labels[3]: ["slow", "ok"], labels[4]: [500] * 20}
+    tasks = skill_tasks(esco, 4, [s.uri for s in picked])
+    out = tmp_path / "pairs.jsonl"
+    stats = run_tasks(tasks, _cfg(url, max_retries=3), out)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    rejects = [json.loads(line) for line in (tmp_path / "pairs.rejects.jsonl").read_text().splitlines()]
+    assert {r["task"] for r in rejects} == {f"skill:{picked[2].uri}", f"skill:{picked[4].uri}"}
+    assert any("not JSON" in r["reason"] for r in rejects) and any("InternalServerError" in r["reason"] for r in rejects)
+    assert {r["task"] for r in rows} == {f"skill:{picked[i].uri}" for i in (0, 1, 3)}
+    assert stats["retries"] >= 2 + 1 + 3 and stats["repairs"] >= 2 and stats["rejects"] == 2
+    assert sum(r["sentence"] == "We value teamwork above all." for r in rows) == 1  # exact duplicates dropped
+    assert stats["duplicates"] >= 2 and stats["tokens"] > 0
+    assert len({r["sentence"] for r in rows}) == len(rows)
+    row = rows[0]
+    assert set(row) == {"sentence", "skills", "kind", "task", "prompt_version", "model", "seed"}
+    assert row["skills"][0]["uri"] in {s.uri for s in picked} and row["model"] == "fake"
+    # rerun: everything is done (rows or rejects), nothing is written twice
+    again = run_tasks(tasks, _cfg(url), out)
+    assert again["skipped_done"] == 5 and again["rows"] == 0
+    assert len(out.read_text().splitlines()) == len(rows)
+
+
+def test_near_duplicates_are_dropped():
+    from synth.run import _Dedupe
+
+    d = _Dedupe()
+    d.add("You will design and maintain robust data pipelines for our analytics platform team")
+    assert d.seen("you will design and maintain robust data pipelines for our analytics platform team!")
+    assert d.seen("You will design and maintain robust data pipelines for our analytics platform teams")
+    assert not d.seen("You will cook Italian food for our guests")
+
+
+def test_multi_and_negative_tasks(server, esco, tmp_path):
+    url, script = server
+    script.plans = {}
+    tasks = multi_tasks(esco, 4, seed=1, limit=3)
+    assert all(2 <= len(t.skills) <= 6 for t in tasks)
+    # every skill offered in one prompt shares its Level-2 group
+    for t in tasks:
+        groups = [{g.uri for g in esco.skills[u].level2} for u, _ in t.skills]
+        assert set.intersection(*groups)
+    out = tmp_path / "multi.jsonl"
+    run_tasks(tasks, _cfg(url), out)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows and all(2 <= len(r["skills"]) <= 4 for r in rows)  # the 1-skill item is not kept
+    neg = tmp_path / "neg.jsonl"
+    run_tasks(negative_tasks(25, per_prompt=10), _cfg(url), neg)
+    rows = [json.loads(line) for line in neg.read_text().splitlines()]
+    assert rows and all(r["skills"] == [] and r["kind"] == "negative" for r in rows)
+
+
+def test_resume_after_kill(server, esco, tmp_path):
+    url, script = server
+    script.plans, script.delay = {}, 0.4
+    uris = [s.uri for s in list(esco.skills.values())[10:22]]
+    out = tmp_path / "killed.jsonl"
+    args = [sys.executable, "-m", "jobskills.cli", "synth", "skills", "--out", str(out), "--per-skill", "3",
+            "--base-url", url, "--api-key", "x", "--model", "fake", "--concurrency", "1", "--json"]
+    for u in uris:
+        args += ["--skills", u]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "JOBSKILLS_HOME": str(tmp_path)})
+    deadline = time.time() + 60
+    while time.time() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 8):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = out.read_text().splitlines()
+    assert 0 < len(partial) < 4 * len(uris)
+    with open(out, "a") as fh:
+        fh.write('{"sentence": "torn')
+    script.delay = 0.0
+    res = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "JOBSKILLS_HOME": str(tmp_path)})
+    assert res.returncode == 0, res.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    tasks = [r["task"] for r in rows]
+    assert {t for t in tasks} == {f"skill:{u}" for u in uris}
+    assert len({r["sentence"] for r in rows}) == len(rows)  # no duplicates after the resume
+
+
+def test_endpoint_errors_are_clear(tmp_path, esco):
+    from typer.testing import CliRunner
+
+    from jobskills.cli import app
+
+    res = CliRunner().invoke(app, ["synth", "skills", "--out", str(tmp_path / "x.jsonl"), "--skills", "http://nope",
+                                   "--base-url", "http://127.0.0.1:9/v1", "--home", str(tmp_path)])
+    assert res.exit_code == 1 and "unknown skill URI" in res.output
