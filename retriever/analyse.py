@@ -113,7 +113,20 @@ def analyse_many(
     return [_analyse(r, esco, sentences, title, k, title_method) for sentences, title in zip(per_ad, titles)]
 
 
-_IDF: dict[int, dict[str, float]] = {}
+_INDEX: dict[int, tuple[dict[str, float], dict[str, list[tuple[str, str]]], dict[str, int]]] = {}
+
+
+def _relations_index(esco: "Esco") -> tuple[dict[str, float], dict[str, list[tuple[str, str]]], dict[str, int]]:
+    """(skill idf, skill -> [(occupation, relation)], occupation -> number of essential skills), built once."""
+    if id(esco) not in _INDEX:
+        by_skill: dict[str, list[tuple[str, str]]] = {}
+        n_essential: dict[str, int] = {}
+        for occ, rel in esco.occupation_skills.items():
+            for u, kind in rel.items():
+                by_skill.setdefault(u, []).append((occ, kind))
+            n_essential[occ] = sum(1 for v in rel.values() if v == "essential")
+        _INDEX[id(esco)] = (_skill_idf(esco), by_skill, n_essential)
+    return _INDEX[id(esco)]
 
 
 def _analyse(r: "Retriever", esco: "Esco", sentences: list, title: str | None, k: int, title_method: str) -> AdAnalysis:
@@ -133,18 +146,13 @@ def _analyse(r: "Retriever", esco: "Esco", sentences: list, title: str | None, k
                                    "score": m.score, "words": [asdict(e) for e in m.evidence]})
     skills = sorted(merged.values(), key=lambda s: -s.score)
 
-    # occupations from the skills
-    idf = _IDF.get(id(esco)) or _IDF.setdefault(id(esco), _skill_idf(esco))
-    skill_votes: dict[str, float] = {}
-    for occ, rel in esco.occupation_skills.items():
-        total = 0.0
-        for s in skills:
-            kind = rel.get(s.uri)
-            if kind:
-                total += s.score * RELATION_WEIGHT[kind] * idf.get(s.uri, 0.0)
-        if total > 0:
-            n_ess = sum(1 for v in rel.values() if v == "essential")
-            skill_votes[occ] = total / math.sqrt(n_ess + 1)
+    # occupations from the skills: each skill votes through an inverted index of ESCO's relations
+    idf, by_skill, n_essential = _relations_index(esco)
+    totals: dict[str, float] = {}
+    for s in skills:
+        for occ, kind in by_skill.get(s.uri, ()):
+            totals[occ] = totals.get(occ, 0.0) + s.score * RELATION_WEIGHT[kind] * idf.get(s.uri, 0.0)
+    skill_votes = {occ: t / math.sqrt(n_essential.get(occ, 0) + 1) for occ, t in totals.items() if t > 0}
     # occupations from the title
     title_votes: dict[str, tuple[float, str]] = {}
     if title and title.strip():
