@@ -36,6 +36,24 @@ def _read_text(text: str | None, file: Path | None) -> str:
         raise InputError(f"{file} is not UTF-8 text (byte {exc.start}): convert it, e.g. iconv -f latin1 -t utf-8") from None
 
 
+def _need_corpus_files(file: Path | None, out: Path | None) -> None:
+    if file is None or out is None:
+        raise InputError("corpus mode needs --file ADS.jsonl and --out RESULTS.jsonl (and --text-field, default 'text')")
+
+
+def _report_corpus(stats: dict[str, Any], json_out: bool) -> None:
+    if json_out:
+        emit_json(stats)
+        return
+    line = (f"{stats['ads']:,} ads, {stats['sentences']:,} sentences, {stats['errors']} unusable lines -> {stats['out']} "
+            f"({stats['ads_per_s']:.1f} ads/s)")
+    if stats["skipped_done"]:
+        line += f"; resumed after line {stats['skipped_done']}"
+    if stats.get("summary"):
+        line += f"; summary: {stats['summary']['pairs']:,} skill x occupation pairs -> {stats['summary']['path']}"
+    typer.echo(line)
+
+
 @handle_errors
 def extract(
     text: Annotated[Optional[str], typer.Argument(help="Text to analyse (a sentence or a whole ad).", show_default=False)] = None,
@@ -58,19 +76,13 @@ def extract(
 
     Corpus mode (--file ads.jsonl --text-field text --out results.jsonl) streams a JSONL file of ads."""
     if out is not None or text_field is not None:
-        if file is None or out is None:
-            raise InputError("corpus mode needs --file ADS.jsonl and --out RESULTS.jsonl (and --text-field, default 'text')")
+        _need_corpus_files(file, out)
         from retriever.corpus import extract_corpus
 
         with _open(model, home, engine, device, threshold, candidates, taxonomy) as r, progress_bar(not json_out) as update:
-            stats = extract_corpus(r, file, out, text_field or "text", id_field, redundancy=not no_redundancy,
+            stats = extract_corpus(r, file, out, text_field or "text", id_field, redundancy=not no_redundancy,  # type: ignore[arg-type]
                                    evidence_words=evidence, progress=update)
-        if json_out:
-            emit_json(stats)
-        else:
-            typer.echo(f"{stats['ads']:,} ads, {stats['sentences']:,} sentences, {stats['errors']} unusable lines "
-                       f"-> {stats['out']} ({stats['ads_per_s']:.1f} ads/s"
-                       + (f"; resumed after line {stats['skipped_done']}" if stats["skipped_done"] else "") + ")")
+        _report_corpus(stats, json_out)
         return
     body = _read_text(text, file)
     if not body.strip():
@@ -264,17 +276,11 @@ def analyse(
     from retriever.analyse import analyse_ad, analyse_corpus
 
     if out is not None or text_field is not None or title_field is not None or summary is not None:
-        if file is None or out is None:
-            raise InputError("corpus mode needs --file ADS.jsonl and --out RESULTS.jsonl (and --text-field, default 'text')")
+        _need_corpus_files(file, out)
         with _open(model, home, engine, device, threshold) as r, progress_bar(not json_out) as update:
             stats = analyse_corpus(r, file, out, text_field or "text", title_field, id_field, k=k, progress=update,
                                    summary=summary)
-        if json_out:
-            emit_json(stats)
-        else:
-            typer.echo(f"{stats['ads']:,} ads, {stats['sentences']:,} sentences, {stats['errors']} unusable lines -> "
-                       f"{stats['out']} ({stats['ads_per_s']:.1f} ads/s)"
-                       + (f"; summary {stats['summary']['pairs']:,} skill x occupation pairs -> {summary}" if summary else ""))
+        _report_corpus(stats, json_out)
         return
     body = _read_text(text, file)
     if not body.strip():
