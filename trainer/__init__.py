@@ -1,2 +1,3 @@
-"""Trainer: ConTeXT fine-tuning and the title encoder (issue #5). Empty for now: the walking skeleton
-serves a zero-shot model; this package may import core and indexer, never the other way round."""
+"""Trainer: ConTeXT fine-tuning (issue #5). So far the cached in-batch ConTeXT loss (loss.py), checked
+against the uncached gradients; the sentence-transformers trainer, data, title encoder and reindex are
+still to come. May import core and indexer; nothing that serves queries imports it."""
