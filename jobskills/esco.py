@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
-import io
 import logging
 from dataclasses import dataclass, field
 from functools import cached_property

@@ -114,11 +114,9 @@ class _RngState:
         self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
 
     def __enter__(self) -> None:
-        self._saved = (torch.get_rng_state(), torch.cuda.get_rng_state_all() if self.cuda is not None else None)
         torch.set_rng_state(self.cpu)
         if self.cuda is not None:
             torch.cuda.set_rng_state_all(self.cuda)
 
     def __exit__(self, *exc: object) -> None:
-        # leave the generator where the replayed pass left it, as the uncached pass would
-        pass
+        """The generator stays where the replayed pass left it, as after the uncached pass."""
