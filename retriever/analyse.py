@@ -101,15 +101,15 @@ def analyse_ad(
 
 def analyse_many(
     r: "Retriever", texts: list[str], titles: list[str | None], k: int = 5, threshold: float | None = None,
-    title_method: str = "maxsim", esco: "Esco | None" = None,
+    title_method: str = "maxsim", esco: "Esco | None" = None, spans: Any = None,
 ) -> list[AdAnalysis]:
-    """Several ads at once: their sentences share encoder batches."""
+    """Several ads at once: their sentences share encoder batches (``spans`` as in ``extract_many``)."""
     from jobskills.esco import load_esco
 
     if r.taxonomy != "esco-1.1.0":
         raise InputError("ad analysis needs ESCO's occupation-skill relations: use the built-in esco-1.1.0 taxonomy")
     esco = esco or load_esco()
-    per_ad = r.extract_many(texts, threshold=threshold, evidence_words=3)
+    per_ad = r.extract_many(texts, threshold=threshold, evidence_words=3, spans=spans)
     return [_analyse(r, esco, sentences, title, k, title_method) for sentences, title in zip(per_ad, titles)]
 
 
@@ -202,8 +202,8 @@ def analyse_corpus(
 
     esco = load_esco()
 
-    def handler(texts: list[str], titles: list[str | None]) -> list[dict[str, Any]]:
-        results = analyse_many(r, texts, titles, k, threshold, esco=esco)
+    def handler(texts: list[str], titles: list[str | None], spans: list) -> list[dict[str, Any]]:
+        results = analyse_many(r, texts, titles, k, threshold, esco=esco, spans=spans)
         return [{**a.to_dict(), "_n": a.sentences} for a in results]
 
     stats = run_corpus(r, src, out, handler, text_field, id_field, title_field, progress=progress)

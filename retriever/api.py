@@ -69,9 +69,13 @@ class AnalyseRequest(BaseModel):
 @dataclass
 class _Job:
     texts: list[str]
+    spans: list[list[tuple[int, int]]]
     key: tuple[Any, ...]
     future: asyncio.Future
-    sentences: int = 0
+
+    @property
+    def sentences(self) -> int:
+        return sum(map(len, self.spans))
 
 
 @dataclass
@@ -86,10 +90,10 @@ class _Batcher:
     batches: int = 0
 
     async def submit(self, texts: list[str], threshold: float | None, redundancy: bool, evidence: int) -> list:
-        # split up front (cheap, and a bad text fails only its own request)
-        sentences = sum(len(self.retriever.split(t)) for t in texts)
+        # split up front: a bad text fails only its own request, and the batch reuses the spans
+        spans = [self.retriever.split(t) for t in texts]
         fut = asyncio.get_running_loop().create_future()
-        await self.queue.put(_Job(texts, (threshold, redundancy, evidence), fut, sentences))
+        await self.queue.put(_Job(texts, spans, (threshold, redundancy, evidence), fut))
         return await fut
 
     async def run(self) -> None:
@@ -116,10 +120,12 @@ class _Batcher:
 
     async def _run_group(self, key: tuple, group: list[_Job]) -> None:
         texts = [t for job in group for t in job.texts]
+        spans = [s for job in group for s in job.spans]
 
         def work() -> list:
             with self.lock:
-                return self.retriever.extract_many(texts, threshold=key[0], redundancy=key[1], evidence_words=key[2])
+                return self.retriever.extract_many(texts, threshold=key[0], redundancy=key[1], evidence_words=key[2],
+                                                   spans=spans)
 
         try:
             results = await asyncio.to_thread(work)

@@ -71,7 +71,8 @@ def _parse(
     return ident, text, title, None
 
 
-Handler = Callable[[list[str], list[Optional[str]]], list[dict[str, Any]]]
+#: (ad texts, their titles, their sentence spans from ``Retriever.split``) -> one dict per ad
+Handler = Callable[[list[str], list[Optional[str]], list[list[tuple[int, int]]]], list[dict[str, Any]]]
 
 
 def extract_corpus(
@@ -88,8 +89,8 @@ def extract_corpus(
 ) -> dict[str, Any]:
     """Extract skills for every line of ``src`` into ``out`` (JSONL), resuming where a previous run stopped."""
 
-    def handler(texts: list[str], titles: list[str | None]) -> list[dict[str, Any]]:
-        results = r.extract_many(texts, threshold, redundancy, evidence_words)
+    def handler(texts: list[str], titles: list[str | None], spans: list) -> list[dict[str, Any]]:
+        results = r.extract_many(texts, threshold, redundancy, evidence_words, spans=spans)
         return [{"sentences": [s.to_dict() for s in sents], "_n": len(sents)} for sents in results]
 
     return run_corpus(r, src, out, handler, text_field, id_field, None, chunk_sentences, progress)
@@ -120,15 +121,15 @@ def run_corpus(
     started = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "a", encoding="utf-8") as sink:
-        pending: list[tuple[int, Any, str | None, str | None, str | None]] = []
+        pending: list[tuple[int, Any, str | None, str | None, str | None, list[tuple[int, int]]]] = []
         n_sent = 0
 
         def flush() -> None:
             nonlocal pending, n_sent
             work = [p for p in pending if p[2] is not None]
-            results = iter(handler([p[2] for p in work], [p[3] for p in work]) if work else [])  # type: ignore[misc]
+            results = iter(handler([p[2] for p in work], [p[3] for p in work], [p[5] for p in work]) if work else [])  # type: ignore[misc]
             lines = []
-            for no, ident, text, _title, error in pending:
+            for no, ident, text, _title, error, _spans in pending:
                 row: dict[str, Any] = {"line": no}
                 if id_field:
                     row["id"] = ident
@@ -149,15 +150,17 @@ def run_corpus(
         for no, raw, pos in _lines(src, done):
             stats["lines"] += 1
             if not raw.strip():
-                pending.append((no, None, None, None, "blank line"))
+                pending.append((no, None, None, None, "blank line", []))
                 continue
             ident, text, title, error = _parse(no, raw, text_field, id_field, title_field)
+            spans: list[tuple[int, int]] = []
             if text is not None:
                 try:
-                    n_sent += len(r.split(text))
+                    spans = r.split(text)
+                    n_sent += len(spans)
                 except JobskillsError as exc:
                     text, error = None, str(exc)
-            pending.append((no, ident, text, title, error))
+            pending.append((no, ident, text, title, error, spans))
             if n_sent >= chunk_sentences:
                 flush()
                 if progress:

@@ -227,12 +227,15 @@ class Retriever:
         return self.extract_many([text], threshold, redundancy, evidence_words)[0]
 
     def extract_many(
-        self, texts: Sequence[str], threshold: float | None = None, redundancy: bool = True, evidence_words: int = 5
+        self, texts: Sequence[str], threshold: float | None = None, redundancy: bool = True, evidence_words: int = 5,
+        spans: Sequence[Sequence[tuple[int, int]]] | None = None,
     ) -> list[list[SentenceResult]]:
-        """Several texts (e.g. ads) at once: the sentences of all of them share encoder batches."""
+        """Several texts (e.g. ads) at once: the sentences of all of them share encoder batches.
+
+        ``spans``: each text's :meth:`split`, when the caller already has it (saves tokenising twice)."""
         units: list[tuple[int, int, int]] = []
         for ti, text in enumerate(texts):
-            units.extend((ti, a, b) for a, b in self.split(text))
+            units.extend((ti, a, b) for a, b in (spans[ti] if spans is not None else self.split(text)))
         flat = self._extract_units(texts, units, threshold, redundancy, evidence_words)
         out: list[list[SentenceResult]] = [[] for _ in texts]
         for (ti, _, _), res in zip(units, flat):
