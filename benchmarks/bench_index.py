@@ -28,10 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import Timer, environment, house_sentences, summary, write_result  # noqa: E402
 
 
-def _disk(path: Path) -> int:
-    return sum(p.stat().st_blocks * 512 for p in path.rglob("*") if p.is_file())
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=None)
@@ -48,6 +44,7 @@ def main() -> None:
     from indexer.build import skill_items
     from jobskills.config import load_settings
     from jobskills.encoder import Encoder
+    from jobskills.fileio import disk_usage
     from jobskills.esco import load_esco
     from jobskills.scoring import token_bound
     from jobskills.store import ClientStore, EdgeStore, IndexPoint
@@ -124,7 +121,7 @@ def main() -> None:
                 store.close()
                 entry["engines"][engine] = {
                     "build_s": round(build.seconds, 1),
-                    "disk_mb": round(_disk(folder) / 1e6, 1),
+                    "disk_mb": round(disk_usage(folder) / 1e6, 1),
                     "open_s": round(opened.seconds, 2),
                     "maxsim_top100": summary(maxsim),
                     "per_token_threshold": summary(pertoken),

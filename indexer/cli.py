@@ -12,11 +12,7 @@ from jobskills.cli_common import (
     DeviceOpt, EngineOpt, HomeOpt, JsonOpt, ModelOpt, TaxonomyOpt, ThresholdOpt, emit_json, err, handle_errors, new_app,
     progress_bar, settings_from,
 )
-
-
-def _dir_size(path: Path) -> int:
-    """Bytes actually allocated (the WAL files are sparse: their apparent size overstates the disk used)."""
-    return sum(p.stat().st_blocks * 512 for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+from jobskills.fileio import disk_usage
 
 
 @handle_errors
@@ -69,7 +65,7 @@ def index(
         out["store"] = store.location
         out["engine"] = store.engine
         if store.engine in ("edge", "local"):
-            out["disk_bytes"] = _dir_size(Path(store.location))
+            out["disk_bytes"] = disk_usage(store.location)
     if json_out:
         emit_json(out)
         return
@@ -106,7 +102,7 @@ def info(
                 entry["manifest"] = manifest
             out[kind] = entry
         if store.engine in ("edge", "local"):
-            out["disk_bytes"] = _dir_size(Path(store.location))
+            out["disk_bytes"] = disk_usage(store.location)
     if json_out:
         emit_json(out)
         return

@@ -10,7 +10,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["atomic_write_text", "repair_jsonl_tail"]
+__all__ = ["atomic_write_text", "repair_jsonl_tail", "disk_usage"]
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -63,3 +63,9 @@ def repair_jsonl_tail(path: str | os.PathLike[str], keep_rows: bool = True) -> l
         with open(path, "r+b") as fh:
             fh.truncate(good_end)
     return rows
+
+
+def disk_usage(path: str | os.PathLike[str]) -> int:
+    """Bytes actually allocated under ``path`` (Qdrant's WAL files are sparse: their apparent size overstates it)."""
+    path = Path(path)
+    return sum(p.stat().st_blocks * 512 for p in path.rglob("*") if p.is_file()) if path.exists() else 0

@@ -27,6 +27,15 @@ def _config(base_url: str | None, api_key: str | None, model: str, concurrency: 
     return SynthConfig(base_url=base_url, api_key=api_key, model=model, concurrency=concurrency, seed=seed, temperature=temperature)
 
 
+def _run(tasks: list, cfg: Any, out: Path, json_out: bool) -> None:
+    """Run the prompts with a progress bar, then print the summary."""
+    from synth.run import run_tasks
+
+    with progress_bar(not json_out) as update:
+        stats = run_tasks(tasks, cfg, out, progress=lambda d, t: update("prompts", d, t))
+    _report(stats, json_out)
+
+
 def _report(stats: dict[str, Any], json_out: bool) -> None:
     if json_out:
         emit_json(stats)
@@ -58,18 +67,14 @@ def skills_cmd(
     """Sentences per skill, written from its label, description and alternative labels."""
     from jobskills.errors import InputError
     from jobskills.taxonomy import load_taxonomy
-    from synth.run import run_tasks, skill_tasks
+    from synth.run import skill_tasks
 
     tax = load_taxonomy(settings_from(home=home).home, taxonomy)
     uris = _skill_uris(skills, skills_file)
     unknown = [u for u in uris or [] if u not in tax.skills]
     if unknown:
         raise InputError(f"unknown skill URI {unknown[0]}")
-    tasks = skill_tasks(tax, per_skill, uris, limit)
-    with progress_bar(not json_out) as update:
-        stats = run_tasks(tasks, _config(base_url, api_key, model, concurrency, seed, temperature), out,
-                          progress=lambda d, t: update("prompts", d, t))
-    _report(stats, json_out)
+    _run(skill_tasks(tax, per_skill, uris, limit), _config(base_url, api_key, model, concurrency, seed, temperature), out, json_out)
 
 
 @app.command("multi")
@@ -86,16 +91,13 @@ def multi_cmd(
     """Sentences that each need 2-4 skills of one ESCO Level-2 group, labelled with all of them."""
     from jobskills.errors import InputError
     from jobskills.taxonomy import load_taxonomy
-    from synth.run import multi_tasks, run_tasks
+    from synth.run import multi_tasks
 
     if groups != "level2":
         raise InputError("only --groups level2 is supported")
     tax = load_taxonomy(settings_from(home=home).home, taxonomy)
-    tasks = multi_tasks(tax, per_group, seed=seed, draws=draws, limit=limit)
-    with progress_bar(not json_out) as update:
-        stats = run_tasks(tasks, _config(base_url, api_key, model, concurrency, seed, temperature), out,
-                          progress=lambda d, t: update("prompts", d, t))
-    _report(stats, json_out)
+    _run(multi_tasks(tax, per_group, seed=seed, draws=draws, limit=limit),
+         _config(base_url, api_key, model, concurrency, seed, temperature), out, json_out)
 
 
 @app.command("negatives")
@@ -107,12 +109,9 @@ def negatives_cmd(
     concurrency: ConcOpt = 4, seed: SeedOpt = 0, temperature: TempOpt = 0.9, json_out: JsonOpt = False,
 ) -> None:
     """Job-ad sentences that ask for no skill (benefits, company blurbs, logistics), labelled with no skill."""
-    from synth.run import negative_tasks, run_tasks
+    from synth.run import negative_tasks
 
-    with progress_bar(not json_out) as update:
-        stats = run_tasks(negative_tasks(n, seed=seed), _config(base_url, api_key, model, concurrency, seed, temperature), out,
-                          progress=lambda d, t: update("prompts", d, t))
-    _report(stats, json_out)
+    _run(negative_tasks(n, seed=seed), _config(base_url, api_key, model, concurrency, seed, temperature), out, json_out)
 
 
 def register(root: typer.Typer) -> None:
