@@ -156,6 +156,7 @@ def build_index(
     keep: int = 1,
     progress: Progress | None = None,
     skill_uris: Sequence[str] | None = None,
+    publish: bool = True,
 ) -> BuildReport:
     """Build and publish new versions of ``kinds``.
 
@@ -164,6 +165,9 @@ def build_index(
         skill_uris: index only these skills (a slice of the taxonomy).
         threshold: stored in the manifest; default: the model's calibrated or packaged threshold.
         keep: previous complete versions kept for rollback (older ones are dropped).
+        publish: False builds and finalizes every kind without switching any alias; :func:`publish_all`
+            then switches them one right after the other (the trainer's path: nothing changes for
+            searches until every new collection is complete and smoke-tested).
     """
     esco = esco or load_esco()
     taxonomy = getattr(esco, "name", DEFAULT_TAXONOMY)
@@ -223,13 +227,31 @@ def build_index(
         }
         store.finalize(kind, version, manifest)
         report.previous[kind] = store.current(kind)
-        store.publish(kind, version)
         report.versions[kind] = version
         report.counts[kind] = n
-        report.dropped += prune(store, kind, keep)
+        if publish:
+            store.publish(kind, version)
+            report.dropped += prune(store, kind, keep)
         report.seconds[kind] = time.perf_counter() - started
-        logger.info("published %s/%s (%d points, %.1f s)", kind, version, n, report.seconds[kind])
+        logger.info("%s %s/%s (%d points, %.1f s)", "published" if publish else "built", kind, version, n, report.seconds[kind])
     return report
+
+
+def publish_all(store: Store, report: BuildReport, keep: int = 1) -> None:
+    """Switch every alias of an unpublished build (``build_index(publish=False)``), then prune old versions."""
+    for kind, version in report.versions.items():
+        store.publish(kind, version)
+        logger.info("published %s/%s", kind, version)
+    for kind in report.versions:
+        report.dropped += prune(store, kind, keep)
+
+
+def discard(store: Store, report: BuildReport) -> None:
+    """Drop the versions of an unpublished build (a failed or abandoned retrain); the live index is untouched."""
+    for kind, version in report.versions.items():
+        if store.current(kind) != version:
+            store.drop(kind, version)
+            logger.info("discarded unpublished %s/%s", kind, version)
 
 
 def _smoke_query(store: Store, kind: str, version: str, items: Sequence[tuple[str, dict[str, Any]]], encoder: Encoder) -> None:

@@ -14,7 +14,7 @@ from jobskills import __version__
 from jobskills.cli_common import err, new_app, setup_logging
 
 #: packages that contribute commands, by module name (strings: core does not import its dependents)
-COMMAND_MODULES = ("indexer.cli", "retriever.cli", "synth.cli")
+COMMAND_MODULES = ("indexer.cli", "retriever.cli", "trainer.cli", "synth.cli")
 
 app = new_app("Find ESCO skills in job-ad text and nearest ESCO job titles.\n\n"
               "This service uses the ESCO classification of the European Commission.")

@@ -14,7 +14,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from jobskills.errors import ModelLoadError
 
@@ -130,6 +130,18 @@ class Encoder:
             raise ModelLoadError(f"model {self.path!r} has no fast tokenizer; evidence offsets need one")
         self._fingerprint: str | None = None
         self.name = self._model_name()
+
+    @classmethod
+    def wrap(cls, model: Any, path: str | os.PathLike[str], name: str | None = None) -> "Encoder":
+        """An encoder over a model already in memory (the trainer's, mid-training), read-only use."""
+        self = cls.__new__(cls)
+        self.model = model
+        self.path = str(path)
+        self.device = str(next(model.parameters()).device)
+        self.tokenizer = model.tokenizer
+        self._fingerprint = None
+        self.name = name or Path(self.path).name
+        return self
 
     def _model_name(self) -> str:
         cfg = Path(self.path) / "config_sentence_transformers.json"

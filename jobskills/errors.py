@@ -15,6 +15,7 @@ __all__ = [
     "StoreError",
     "StoreLockedError",
     "InputError",
+    "TrainError",
 ]
 
 
@@ -48,3 +49,7 @@ class StoreLockedError(StoreError):
 
 class InputError(JobskillsError):
     """User input is unusable (empty text, unreadable file, bad encoding)."""
+
+
+class TrainError(JobskillsError):
+    """Training could not start or finish; the message says what was kept (model, checkpoints, live index)."""

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ExtractionExample", "TitleExample", "bench_kind", "file_sha256", "load_extraction_bench", "load_title_bench",
     "rp_at_k", "reciprocal_rank", "micro_prf", "redundant", "ranking_metrics", "threshold_sweep",
-    "evaluate_extraction", "evaluate_titles", "best_threshold",
+    "evaluate_extraction", "evaluate_titles", "best_threshold", "OfflineRanker", "SkillVectors",
 ]
 
 logger = logging.getLogger(__name__)
@@ -219,6 +219,38 @@ def skill_ancestors(broader: Mapping[str, Sequence[str]]) -> dict[str, frozenset
 
 
 # ------------------------------------------------------------------------------------- evaluation
+@dataclass
+class SkillVectors:
+    """The skill side of a ranking: one vector per skill, its payload, and the row of each URI."""
+
+    matrix: Any
+    payloads: list[dict[str, Any]]
+    row_of_uri: dict[str, int]
+
+
+class OfflineRanker:
+    """What the ranking metrics and the threshold sweep read from a :class:`Retriever`, built straight from an
+    encoder and the taxonomy's skill labels, with no index: the trainer scores checkpoints with it, and the
+    threshold of a new model is calibrated before its index exists. Same vectors as the indexer stores."""
+
+    def __init__(self, encoder: Any, skills: Sequence[tuple[str, Mapping[str, Any]]], score_config: Any, batch_size: int = 128) -> None:
+        import torch
+
+        from jobskills.config import Settings
+
+        self.encoder = encoder
+        self.score_config = score_config
+        self.settings = Settings(batch_size=batch_size)
+        texts = [t for t, _ in skills]
+        matrix = torch.empty(0)
+        for idx, enc in encoder.iter_encode(texts, batch_size=batch_size):
+            if matrix.numel() == 0:
+                matrix = torch.empty(len(texts), enc.pooled.shape[1])
+            matrix[torch.tensor(idx)] = enc.pooled.cpu()
+        payloads = [dict(p) for _, p in skills]
+        self.skills = SkillVectors(matrix, payloads, {p.get("uri"): i for i, p in enumerate(payloads)})
+
+
 def _score_batches(r: "Retriever", texts: Sequence[str]):
     from jobskills.scoring import score_all
 

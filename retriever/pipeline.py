@@ -14,6 +14,7 @@ with native bf16, still lossless). Other modes: ``qdrant`` (the same bound as ex
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
@@ -82,6 +83,17 @@ class TitleMatch:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _model_for(settings: Settings, manifest: dict[str, Any]) -> str:
+    """The model to query with: the one set explicitly (``--model``, env, config file), else the one the live
+    index was built with when its folder exists (after ``jobskills train`` that is the new model), else the default."""
+    if settings.model:
+        return settings.model
+    built_with = manifest.get("model_path")
+    if built_with and Path(built_with).is_dir():
+        return str(built_with)
+    return settings.model_path
 
 
 def check_manifest(manifest: dict[str, Any], encoder: Encoder, taxonomy: str | None = None) -> None:
@@ -177,7 +189,7 @@ class Retriever:
                 raise IndexNotFoundError(
                     f"no {self.taxonomy} skills index in {self.store.location}; run `jobskills index{hint}` first"
                 )
-            self.encoder = encoder or Encoder(settings.model_path, device=settings.device)
+            self.encoder = encoder or Encoder(_model_for(settings, found[1]), device=settings.device)
             check_manifest(found[1], self.encoder, self.taxonomy)
             self.skills = _SkillTable(self.store, *found, kind=kind)
         except BaseException:

@@ -1,0 +1,81 @@
+"""``jobskills train`` (skills encoder, then calibrate + reindex) and ``jobskills train-titles``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from jobskills.cli_common import EngineOpt, HomeOpt, JsonOpt, TaxonomyOpt, emit_json, handle_errors, progress_bar, settings_from
+
+DataOpt = Annotated[Optional[list[Path]], typer.Option("--data", help="Training JSONL (synth output or {text, skills}); repeatable.", show_default=False)]
+BaseOpt = Annotated[Optional[str], typer.Option("--base", help="Model folder to start from (default: the configured model).", show_default=False)]
+OutOpt = Annotated[Optional[Path], typer.Option("--out", help="New model folder (default: <home>/models/<base>-context-<time>).", show_default=False)]
+
+
+@handle_errors
+def train(
+    data: DataOpt = None,
+    base: BaseOpt = None,
+    out: OutOpt = None,
+    esco_pairs: Annotated[str, typer.Option("--esco", help="ESCO-derived pairs to add: alt, desc, alt,desc or none.")] = "alt,desc",
+    dev: Annotated[Optional[Path], typer.Option("--dev", help="Skill-extraction JSONL: RP@5 each evaluation (best checkpoint kept) and threshold calibration.", show_default=False)] = None,
+    epochs: Annotated[float, typer.Option("--epochs", help="Passes over the data.")] = 1.0,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Pairs per step (in-batch negatives).")] = 256,
+    mini_batch_size: Annotated[int, typer.Option("--mini-batch-size", help="Gradient-caching chunk (memory bound); 0 turns caching off.")] = 32,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (linear warm-up and decay).")] = 5e-5,
+    max_steps: Annotated[int, typer.Option("--max-steps", help="Stop after N steps (overrides --epochs); -1: no limit.")] = -1,
+    max_pairs: Annotated[Optional[int], typer.Option("--max-pairs", min=2, help="Random sample of N pairs (quick trials).", show_default=False)] = None,
+    augment: Annotated[float, typer.Option("--augment", min=0.0, max=1.0, help="Share of rows concatenated with random other sentences.")] = 0.3,
+    temperature: Annotated[float, typer.Option("--temperature", help="Softmax temperature of the contrastive loss.")] = 0.05,
+    max_seq_length: Annotated[int, typer.Option("--max-seq-length", min=8, help="Token limit while training (the saved model keeps its own).")] = 96,
+    eval_steps: Annotated[Optional[int], typer.Option("--eval-steps", min=1, help="Evaluate and checkpoint every N steps (default: 4 times a run).", show_default=False)] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    device: Annotated[str, typer.Option("--device", help="auto (CUDA with bf16 when present), cpu or cuda.")] = "auto",
+    no_reindex: Annotated[bool, typer.Option("--no-reindex", help="Only write the model; leave the index alone.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint (same --out).")] = False,
+    keep_checkpoints: Annotated[bool, typer.Option("--keep-checkpoints", help="Keep <out>.checkpoints after success.")] = False,
+    taxonomy: TaxonomyOpt = None,
+    home: HomeOpt = None,
+    engine: EngineOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Fine-tune the encoder with the ConTeXT objective, calibrate its threshold, and rebuild the index.
+
+    The new index is built beside the live one and switched in only when complete; `jobskills index
+    --rollback` goes back. Needs the train extra: datasets and accelerate."""
+    from jobskills.taxonomy import load_taxonomy
+    from trainer.train import TrainConfig, train as run
+
+    settings = settings_from(home=home, engine=engine)
+    kinds = () if esco_pairs.strip().lower() == "none" else tuple(k.strip() for k in esco_pairs.split(",") if k.strip())
+    cfg = TrainConfig(
+        data=tuple(str(p) for p in data or ()), esco=kinds, base=base, out=str(out) if out else None, epochs=epochs,
+        batch_size=batch_size, mini_batch_size=mini_batch_size, lr=lr, max_steps=max_steps, max_pairs=max_pairs,
+        device=device, augment=augment, temperature=temperature, max_seq_length=max_seq_length,
+        dev=str(dev) if dev else None, eval_steps=eval_steps, seed=seed, reindex=not no_reindex, resume=resume,
+        keep_checkpoints=keep_checkpoints,
+    )
+    tax = load_taxonomy(settings.home, taxonomy)
+    with progress_bar(not json_out) as update:
+        report = run(settings, cfg, progress=update, esco=tax)
+    if json_out:
+        emit_json(report.to_dict())
+        return
+    d = report.dataset
+    typer.echo(f"data: {d['pairs']} pairs -> {d['rows']} rows ({d['by_source']}), {d['skills_covered']} skills, "
+               f"{d['negative_rows']} negatives, {d['augmented_rows']} augmented")
+    typer.echo(f"trained {report.steps} steps in {report.seconds / 60:.1f} min on {report.device} ({report.precision})")
+    if report.before and report.after:
+        typer.echo("dev ranking  " + "  ".join(f"{k} {report.before[k]:.4f} -> {report.after[k]:.4f}" for k in report.after))
+    typer.echo(f"model: {report.model} (threshold {report.threshold:.2f}: {report.threshold_source})")
+    if report.index:
+        typer.echo("index: " + ", ".join(f"{k} {v}" for k, v in report.index["versions"].items())
+                   + " published (previous kept for `jobskills index --rollback`)")
+    else:
+        typer.echo("index: unchanged (--no-reindex)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)

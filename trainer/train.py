@@ -1,0 +1,428 @@
+"""``jobskills train``: fine-tune the encoder with the ConTeXT objective, calibrate, rebuild the index.
+
+Built on sentence-transformers' ``SentenceTransformerTrainer`` (training arguments, checkpoints, resume,
+best-model selection) with :class:`trainer.loss.ContextMatchLoss` as the loss. The output is a plain
+sentence-transformers folder plus ``jobskills_config.json`` (scorer, calibrated threshold, base model, data
+fingerprint, metrics), usable with ``--model DIR`` anywhere.
+
+After training, unless told not to: the threshold is calibrated on the dev set with the new model, new
+versioned collections are built and smoke-tested *without* touching the live aliases, and only then are the
+aliases switched. Any failure drops the new collections and leaves the previous index live.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from jobskills.config import Settings
+from jobskills.errors import InputError, JobskillsError, TrainError
+from jobskills.esco import Esco, load_esco
+from jobskills.fileio import atomic_write_text
+from jobskills.modelconfig import ModelConfig, load_model_config, save_model_config
+from jobskills.scoring import SCORER_VERSION, ScoreConfig
+from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
+
+from trainer.data import MAX_LABELS, Row, augment, data_fingerprint, esco_pairs, expand, load_pairs, mix_report
+
+__all__ = ["TrainConfig", "TrainReport", "train", "build_dataset", "RankingEvaluator", "reindex"]
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run depends on; saved beside the model."""
+
+    data: tuple[str, ...] = ()
+    esco: tuple[str, ...] = ("alt", "desc")
+    base: str | None = None
+    out: str | None = None
+    epochs: float = 1.0
+    batch_size: int = 256
+    mini_batch_size: int = 32
+    lr: float = 5e-5
+    warmup_ratio: float = 0.05
+    max_steps: int = -1
+    max_pairs: int | None = None
+    device: str = "auto"
+    augment: float = 0.3
+    temperature: float = 0.05
+    max_seq_length: int = 96
+    dev: str | None = None
+    eval_steps: int | None = None
+    seed: int = 0
+    reindex: bool = True
+    resume: bool = False
+    keep_checkpoints: bool = False
+
+
+@dataclass
+class TrainReport:
+    model: str
+    dataset: dict[str, Any]
+    steps: int = 0
+    seconds: float = 0.0
+    device: str = "cpu"
+    precision: str = "fp32"
+    before: dict[str, float] | None = None
+    after: dict[str, float] | None = None
+    best_checkpoint: str | None = None
+    threshold: float | None = None
+    threshold_source: str = ""
+    index: dict[str, Any] | None = None
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _skill_index(esco: Esco) -> tuple[list[str], dict[str, int]]:
+    uris = list(esco.skills)
+    return uris, {u: i for i, u in enumerate(uris)}
+
+
+def build_dataset(rows: Sequence[Row], esco: Esco, seed: int = 0) -> Any:
+    """A ``datasets.Dataset`` with columns ``sentence``, ``skill`` (label text) and ``label`` (skill ids)."""
+    from datasets import Dataset
+
+    uris, index = _skill_index(esco)
+    rng = random.Random(seed)
+    sentences, skills, labels = [], [], []
+    for r in rows:
+        if r.target is None:  # a negative: its skill column is a placeholder the loss ignores
+            target, text = -1, esco.skills[uris[rng.randrange(len(uris))]].label
+        else:
+            target, text = index[r.target], esco.skills[r.target].label
+        others = [index[u] for u in sorted(r.present) if u != r.target and u in index][: MAX_LABELS - 1]
+        sentences.append(r.text)
+        skills.append(text)
+        labels.append([target, *others] + [-1] * (MAX_LABELS - 1 - len(others)))
+    return Dataset.from_dict({"sentence": sentences, "skill": skills, "label": labels})
+
+
+class RankingEvaluator(BaseEvaluator):
+    """RP@1/5/10 and MRR of a checkpoint on a skill-extraction dev set, ranking every taxonomy skill with the
+    exact ConTeXT score: the retriever's own metric code (:func:`retriever.evaluate.ranking_metrics`)."""
+
+    def __init__(self, examples: Sequence[Any], esco: Esco, score: ScoreConfig, name: str = "dev", batch_size: int = 128,
+                 lengths: tuple[int, int] | None = None) -> None:
+        super().__init__()
+        self.lengths = lengths  # (serving, training) max_seq_length: evaluate as the retriever will encode
+        self.examples = list(examples)
+        self.esco = esco
+        self.score = score
+        self.name = name
+        self.batch_size = batch_size
+        self.greater_is_better = True
+        self.primary_metric = f"{name}_rp@5"
+        self.history: list[dict[str, Any]] = []
+
+    def metrics(self, model: Any, path: str = "") -> dict[str, float]:
+        from indexer.build import skill_items
+        from jobskills.encoder import Encoder
+        from retriever.evaluate import OfflineRanker, ranking_metrics
+
+        was_training = model.training
+        model.eval()
+        if self.lengths:
+            model.max_seq_length = self.lengths[0]
+        try:
+            ranker = OfflineRanker(Encoder.wrap(model, path or "training"), skill_items(self.esco), self.score, self.batch_size)
+            m = ranking_metrics(ranker, self.examples)
+        finally:
+            model.train(was_training)
+            if self.lengths and was_training:
+                model.max_seq_length = self.lengths[1]
+        return {k: float(v) for k, v in m.items() if k != "n_ranked"}
+
+    def __call__(self, model: Any, output_path: str | None = None, epoch: float = -1, steps: int = -1) -> dict[str, float]:
+        started = time.perf_counter()
+        m = self.metrics(model)
+        logger.info("dev ranking at epoch %s step %s: %s (%.0f s)", epoch, steps,
+                    " ".join(f"{k} {v:.4f}" for k, v in m.items()), time.perf_counter() - started)
+        self.history.append({"epoch": epoch, "step": steps, **m})
+        return {f"{self.name}_{k}": v for k, v in m.items()}
+
+    def store_metrics_in_model_card_data(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    @property
+    def description(self) -> str:
+        return "ConTeXT ranking (RP@K, MRR)"
+
+
+def _device(requested: str) -> tuple[str, str]:
+    """(device, precision): CUDA with bf16 (fp16 on older cards) when asked or available, else CPU fp32."""
+    import torch
+
+    if requested not in ("auto", "cpu", "cuda") and not requested.startswith("cuda:"):
+        raise InputError(f"--device must be auto, cpu or cuda, got {requested!r}")
+    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
+        return "cpu", "fp32"
+    if not torch.cuda.is_available():
+        raise TrainError("--device cuda was asked for but no CUDA device is visible")
+    return ("cuda" if requested == "auto" else requested), ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
+
+
+def _default_out(settings: Settings, base_name: str) -> Path:
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return Path(settings.home) / "models" / f"{base_name}-context-{stamp}"
+
+
+class _ProgressCallback:
+    """Forwards training steps to the CLI's progress bar and keeps the log lines for the report."""
+
+    def __new__(cls, progress: Progress | None, log: list[dict[str, Any]]):  # noqa: D102
+        from transformers import TrainerCallback
+
+        class _CB(TrainerCallback):
+            def on_step_end(self, args, state, control, **kw):  # type: ignore[no-untyped-def]
+                if progress:
+                    progress("train", state.global_step, state.max_steps)
+
+            def on_log(self, args, state, control, logs=None, **kw):  # type: ignore[no-untyped-def]
+                if logs:
+                    log.append({"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, (int, float))}})
+                    logger.info("step %d: %s", state.global_step, logs)
+
+        return _CB()
+
+
+def train(settings: Settings, cfg: TrainConfig, progress: Progress | None = None, esco: Esco | None = None) -> TrainReport:
+    """Run one training: data, fine-tuning, model folder, calibration and (unless ``cfg.reindex`` is off)
+    the index rebuild. Raises :class:`TrainError` with what was kept when a late step fails."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("WANDB_DISABLED", "true")
+    if cfg.batch_size < 2:
+        raise InputError("--batch-size must be at least 2 (in-batch negatives)")
+    if cfg.mini_batch_size < 0 or cfg.epochs <= 0 or cfg.lr <= 0:
+        raise InputError("--epochs and --lr must be positive and --mini-batch-size at least 0 (0: no gradient caching)")
+    try:
+        import datasets  # noqa: F401
+        import transformers  # noqa: F401
+        from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    except ImportError as exc:
+        raise TrainError(f"training needs the train extra: pip install -e '.[train]' ({exc})") from exc
+    from jobskills.encoder import Encoder
+    from trainer.loss import ContextLossConfig, ContextMatchLoss
+
+    esco = esco or load_esco()
+    base = cfg.base or settings.model_path
+    device, precision = _device(cfg.device)
+    encoder = Encoder(base, device=device)
+    base_cfg = load_model_config(encoder.path, encoder.fingerprint, settings.home, getattr(esco, "name", None))
+    out = Path(cfg.out).expanduser() if cfg.out else _default_out(settings, Path(encoder.path).name)
+    if out.exists() and any(out.iterdir()):
+        raise InputError(f"--out {out} already holds files; pick a new folder (a finished model is never overwritten)")
+    ckpt_dir = out.with_name(out.name + ".checkpoints")
+    if not cfg.resume and ckpt_dir.exists() and any(ckpt_dir.glob("checkpoint-*")):
+        raise InputError(f"{ckpt_dir} holds checkpoints of an interrupted run; pass --resume to continue it, or delete it")
+
+    # ---- data
+    pairs = []
+    if cfg.esco:
+        pairs += esco_pairs(esco, cfg.esco, seed=cfg.seed)
+    for path in cfg.data:
+        pairs += load_pairs(path, esco)
+    if not pairs:
+        raise InputError("no training pairs: pass --data FILE or keep the ESCO-derived pairs (--esco alt,desc)")
+    rng = random.Random(cfg.seed)
+    if cfg.max_pairs is not None and len(pairs) > cfg.max_pairs:
+        pairs = rng.sample(pairs, cfg.max_pairs)
+    rows = augment(expand(pairs), cfg.augment, seed=cfg.seed)
+    if not any(r.target for r in rows):
+        raise InputError("the training data has no sentence with a skill")
+    rng.shuffle(rows)
+    mix = mix_report(pairs, rows) | {"fingerprint": data_fingerprint(pairs), "augment_rate": cfg.augment}
+    logger.info("training data: %s", mix)
+    dataset = build_dataset(rows, esco, seed=cfg.seed)
+
+    # ---- model, loss, evaluator
+    model = encoder.model
+    serve_length = model.max_seq_length  # restored before any evaluation and before saving
+    train_length = min(cfg.max_seq_length, encoder.max_tokens)
+    model.max_seq_length = train_length
+    model.train()
+    loss = ContextMatchLoss(model, ContextLossConfig(temperature=cfg.temperature, score=base_cfg.score),
+                            mini_batch_size=cfg.mini_batch_size or None)
+    evaluator = None
+    dev_examples: list[Any] = []
+    if cfg.dev:
+        from indexer.build import skill_items
+        from retriever.evaluate import load_extraction_bench
+
+        dev_examples = load_extraction_bench(cfg.dev, {p["uri"] for _, p in skill_items(esco)})
+        evaluator = RankingEvaluator(dev_examples, esco, base_cfg.score, lengths=(serve_length, train_length))
+    report = TrainReport(model=str(out), dataset=mix, device=device, precision=precision)
+    if evaluator is not None and not cfg.resume:
+        report.before = evaluator.metrics(model, encoder.path)
+        logger.info("dev ranking before training: %s", report.before)
+
+    steps_per_epoch = max(1, len(dataset) // cfg.batch_size)
+    total = cfg.max_steps if cfg.max_steps > 0 else int(steps_per_epoch * cfg.epochs)
+    eval_steps = cfg.eval_steps or max(1, min(steps_per_epoch, total // 4 or 1))
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(ckpt_dir),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        learning_rate=cfg.lr,
+        warmup_ratio=cfg.warmup_ratio,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=device == "cpu",
+        seed=cfg.seed,
+        logging_steps=max(1, min(50, eval_steps // 2 or 1)),
+        save_strategy="steps",
+        save_steps=eval_steps,
+        save_total_limit=2,
+        eval_strategy="steps" if evaluator else "no",
+        eval_steps=eval_steps if evaluator else None,
+        load_best_model_at_end=evaluator is not None,
+        metric_for_best_model=f"eval_{evaluator.primary_metric}" if evaluator else None,
+        greater_is_better=True,
+        report_to="none",
+        dataloader_drop_last=len(dataset) > cfg.batch_size,
+        disable_tqdm=True,
+    )
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=dataset, loss=loss, evaluator=evaluator,
+        callbacks=[_ProgressCallback(progress, report.log)],
+    )
+    started = time.perf_counter()
+    resume = bool(cfg.resume and any(ckpt_dir.glob("checkpoint-*")))
+    try:
+        result = trainer.train(resume_from_checkpoint=True if resume else None)
+    except KeyboardInterrupt:
+        raise TrainError(f"training interrupted; checkpoints are in {ckpt_dir}; rerun with --resume to continue") from None
+    report.steps = int(result.global_step)
+    report.seconds = time.perf_counter() - started
+    report.best_checkpoint = trainer.state.best_model_checkpoint
+
+    # ---- model folder (written whole, then renamed into place)
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.max_seq_length = serve_length
+    model.eval()
+    model.save(str(partial))
+    if evaluator is not None:
+        report.after = evaluator.metrics(model, str(partial))
+        logger.info("dev ranking after training: %s", report.after)
+    threshold, source, calibration = base_cfg.threshold, f"base model {encoder.name} (not recalibrated)", None
+    if dev_examples and any(e.skills for e in dev_examples):
+        threshold, calibration = calibrate_offline(Encoder(partial, device=device), esco, dev_examples, base_cfg.score)
+        source = f"calibrated on {Path(cfg.dev).name} after training (best F1 {calibration['f1']:.4f})"
+    meta = {
+        "base_model": encoder.path,
+        "base_model_name": encoder.name,
+        "base_fingerprint": encoder.fingerprint,
+        "scorer_version": SCORER_VERSION,
+        "esco_version": esco.version,
+        "data": mix,
+        "training": {k: v for k, v in asdict(cfg).items() if k not in ("reindex", "resume", "keep_checkpoints")},
+        "metrics": {"before": report.before, "after": report.after, "log": report.log[-20:]},
+        "device": device,
+        "precision": precision,
+        "steps": report.steps,
+        "seconds": round(report.seconds, 1),
+        "trained_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+    }
+    if calibration:
+        meta["calibrated_on"] = calibration
+    taxonomy = getattr(esco, "name", "esco-1.1.0")
+    meta["taxonomy"] = taxonomy
+    model_cfg = ModelConfig(score=base_cfg.score, threshold=threshold, threshold_source=source, extra=meta)
+    save_model_config(partial, model_cfg if taxonomy == "esco-1.1.0" else ModelConfig(score=base_cfg.score, extra=meta))
+    atomic_write_text(partial / "jobskills_train_report.json", json.dumps(report.to_dict(), indent=2, default=str))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():
+        out.rmdir()  # empty (checked above)
+    os.replace(partial, out)
+    if taxonomy != "esco-1.1.0":  # a threshold belongs to (model, taxonomy): keep it in this home
+        from jobskills.encoder import model_fingerprint
+        from jobskills.modelconfig import calibration_path
+
+        save_model_config(calibration_path(settings.home, model_fingerprint(out), taxonomy), model_cfg)
+    report.threshold, report.threshold_source = threshold, source
+    if not cfg.keep_checkpoints:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    logger.info("model written to %s (threshold %.2f)", out, threshold)
+
+    if cfg.reindex:
+        try:
+            report.index = reindex(settings, out, device, esco, progress)
+        except JobskillsError as exc:
+            raise TrainError(f"the model is saved at {out}, but the index rebuild failed: {exc}; "
+                             "the previous index is still live") from exc
+    atomic_write_text(out / "jobskills_train_report.json", json.dumps(report.to_dict(), indent=2, default=str))
+    return report
+
+
+def calibrate_offline(encoder: Any, esco: Esco, examples: Sequence[Any], score: ScoreConfig) -> tuple[float, dict[str, Any]]:
+    """Best-F1 threshold of a model on a dev set, with no index (the same sweep ``jobskills calibrate`` runs)."""
+    from indexer.build import skill_items
+    from retriever.evaluate import OfflineRanker, best_threshold, threshold_sweep
+
+    ranker = OfflineRanker(encoder, skill_items(esco), score)
+    thresholds = [round(0.20 + 0.01 * i, 2) for i in range(71)]
+    best = dict(best_threshold(threshold_sweep(ranker, examples, thresholds, redundancy=True)))
+    return float(best["threshold"]), best
+
+
+def _live_shape(store: Any, kind: str) -> dict[str, Any]:
+    """How the live version of ``kind`` was built (a ``--limit`` or a skill subset), so a rebuild matches it."""
+    found = store.current_manifest(kind)
+    if found is None:
+        return {}
+    version, manifest = found
+    shape: dict[str, Any] = {}
+    if manifest.get("limit"):
+        shape["limit"] = int(manifest["limit"])
+    if manifest.get("subset"):
+        shape["skill_uris"] = sorted((p["uri"] for _, p, _ in store.scroll(kind, version, with_mean=False)), key=str)
+    return shape
+
+
+def reindex(settings: Settings, model_dir: Path, device: str, esco: Esco, progress: Progress | None = None) -> dict[str, Any]:
+    """Build the live kinds again with the new model beside the live index (same shape: limit or subset),
+    smoke-test them, then switch the aliases. Until the switch searches use the old index; on any failure
+    the new collections are dropped and the old ones stay live."""
+    from indexer.build import BuildReport, build_index, discard, publish_all
+    from jobskills.encoder import Encoder
+    from jobskills.store import open_store
+    from jobskills.taxonomy import DEFAULT_TAXONOMY, skills_kind
+
+    encoder = Encoder(model_dir, device=device)
+    taxonomy = getattr(esco, "name", DEFAULT_TAXONOMY)
+    kinds = ("skills",) if taxonomy != DEFAULT_TAXONOMY else ("skills", "titles")
+    built = BuildReport()
+    store = open_store(settings)
+    try:
+        try:
+            for kind in kinds:
+                shape = _live_shape(store, skills_kind(taxonomy) if kind == "skills" else kind)
+                r = build_index(settings, store, encoder, esco, kinds=(kind,), publish=False, progress=progress, **shape)
+                built.versions.update(r.versions)
+                built.counts.update(r.counts)
+                built.seconds.update(r.seconds)
+                built.previous.update(r.previous)
+                built.threshold = r.threshold
+        except BaseException:
+            discard(store, built)
+            raise
+        publish_all(store, built, keep=1)
+    finally:
+        store.close()
+    return built.to_dict()
