@@ -27,6 +27,7 @@ def index(
     keep: Annotated[int, typer.Option("--keep", min=0, help="Previous versions kept for --rollback.")] = 1,
     rollback: Annotated[bool, typer.Option("--rollback", help="Switch back to the previous index version instead of building.")] = False,
     taxonomy: TaxonomyOpt = None,
+    title_model: Annotated[Optional[str], typer.Option("--title-model", help="Separate model for the job-title index, e.g. from `jobskills train-titles` [env JOBSKILLS_TITLE_MODEL].", show_default=False)] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Encode ESCO skills and job titles into the store as a new version, then switch to it atomically.
@@ -35,7 +36,7 @@ def index(
     from jobskills.store import KINDS, open_store
     from jobskills.taxonomy import DEFAULT_TAXONOMY, load_taxonomy, skills_kind
 
-    settings = settings_from(model=model, home=home, engine=engine, device=device)
+    settings = settings_from(model=model, home=home, engine=engine, device=device, title_model=title_model)
     custom = taxonomy not in (None, DEFAULT_TAXONOMY)
     kinds = (("skills",) if custom else KINDS) if only is None else (only,)
     if only is not None and only not in KINDS:
@@ -57,9 +58,16 @@ def index(
 
         started = time.perf_counter()
         encoder = Encoder(settings.model_path, device=settings.device)
+        separate = settings.title_model is not None and "titles" in kinds
+        title_encoder = Encoder(settings.title_model, device=settings.device) if separate else encoder
         with progress_bar(not json_out) as update:
-            report = build_index(settings, store, encoder, esco=tax, kinds=kinds, limit=limit, threshold=threshold,
-                                 keep=keep, progress=update)
+            report = build_index(settings, store, encoder, esco=tax, kinds=[k for k in kinds if not (separate and k == "titles")],
+                                 limit=limit, threshold=threshold, keep=keep, progress=update)
+            if separate:
+                titles = build_index(settings, store, title_encoder, esco=tax, kinds=("titles",), limit=limit, keep=keep, progress=update)
+                for name in ("versions", "counts", "seconds", "previous"):
+                    getattr(report, name).update(getattr(titles, name))
+                report.dropped += titles.dropped
         out: dict[str, Any] = report.to_dict()
         out["total_seconds"] = round(time.perf_counter() - started, 2)
         out["store"] = store.location

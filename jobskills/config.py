@@ -28,6 +28,7 @@ ENGINES = ("edge", "local", "memory")
 _ENV = {
     "home": "JOBSKILLS_HOME",
     "model": "JOBSKILLS_MODEL",
+    "title_model": "JOBSKILLS_TITLE_MODEL",
     "engine": "JOBSKILLS_ENGINE",
     "device": "JOBSKILLS_DEVICE",
     "prefix": "JOBSKILLS_PREFIX",
@@ -61,6 +62,7 @@ class Settings:
     Attributes:
         home: folder for the embedded store, caches and config (``JOBSKILLS_HOME``, default ``~/.jobskills``).
         model: sentence-transformers model folder; ``None`` means the packaged MiniLM.
+        title_model: a separate model for the job-title index (``jobskills train-titles``); ``None``: ``model``.
         engine: embedded engine when ``qdrant_url`` is unset (see :data:`ENGINES`).
         qdrant_url: a Qdrant server or cluster; when set the embedded engines are not used.
         threshold: overrides the threshold stored with the index (``None`` = use the stored one).
@@ -68,6 +70,7 @@ class Settings:
 
     home: Path = field(default_factory=lambda: Path("~/.jobskills").expanduser())
     model: str | None = None
+    title_model: str | None = None
     engine: str = "edge"
     device: str = "cpu"
     prefix: str = "jobskills"

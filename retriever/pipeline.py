@@ -198,6 +198,7 @@ class Retriever:
         self.candidates = candidates
         self.score_config = ScoreConfig.from_dict(found[1].get("score_config"))
         self._titles: tuple[str, dict[str, Any]] | None = None
+        self.title_encoder: Encoder = self.encoder
 
     # ------------------------------------------------------------------ info
     @property
@@ -449,9 +450,22 @@ class Retriever:
             found = self.store.current_manifest("titles")
             if found is None:
                 raise IndexNotFoundError(f"no job-title index in {self.store.location}; run `jobskills index`")
-            check_manifest(found[1], self.encoder)
+            self.title_encoder = self._encoder_for_titles(found[1])
+            check_manifest(found[1], self.title_encoder)
             self._titles = found
         return self._titles
+
+    def _encoder_for_titles(self, manifest: dict[str, Any]) -> Encoder:
+        """The titles index may be built with its own model (a JobBERT-style title encoder from
+        ``jobskills train-titles``): use the one set in ``title_model``, else the one the index names when it is
+        not the skills model, else the skills model."""
+        wanted = self.settings.title_model
+        if not wanted and manifest.get("model_fingerprint") != self.encoder.fingerprint:
+            path = manifest.get("model_path")
+            wanted = path if path and Path(path).is_dir() else None
+        if not wanted or Path(wanted).resolve() == Path(self.encoder.path).resolve():
+            return self.encoder
+        return Encoder(wanted, device=self.settings.device)
 
     TITLE_METHODS = ("maxsim", "mean", "hybrid")
 
@@ -470,7 +484,7 @@ class Retriever:
         if method not in self.TITLE_METHODS:
             raise InputError(f"unknown title method {method!r}; choose one of {', '.join(self.TITLE_METHODS)}")
         version, _ = self._title_version()
-        enc = self.encoder.encode([query.strip()])
+        enc = self.title_encoder.encode([query.strip()])
         limit = max(50, 10 * k)
         lists: dict[str, dict[int, tuple[float, dict[str, Any]]]] = {}
         if method in ("maxsim", "hybrid"):

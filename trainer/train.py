@@ -279,7 +279,7 @@ def train(settings: Settings, cfg: TrainConfig, progress: Progress | None = None
         max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size,
         learning_rate=cfg.lr,
-        warmup_ratio=cfg.warmup_ratio,
+        warmup_steps=int(total * cfg.warmup_ratio),
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=device == "cpu",
@@ -411,6 +411,11 @@ def reindex(settings: Settings, model_dir: Path, device: str, esco: Esco, progre
     store = open_store(settings)
     try:
         try:
+            live_skills = store.current_manifest(skills_kind(taxonomy))
+            live_titles = store.current_manifest("titles") if "titles" in kinds else None
+            if live_titles and live_skills and live_titles[1].get("model_fingerprint") != live_skills[1].get("model_fingerprint"):
+                kinds = ("skills",)  # titles have their own model (train-titles): not this one's to replace
+                logger.info("the titles index uses its own model; rebuilding skills only")
             for kind in kinds:
                 shape = _live_shape(store, skills_kind(taxonomy) if kind == "skills" else kind)
                 r = build_index(settings, store, encoder, esco, kinds=(kind,), publish=False, progress=progress, **shape)

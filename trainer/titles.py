@@ -1,0 +1,221 @@
+"""``jobskills train-titles``: a JobBERT-v2-style job-title encoder.
+
+JobBERT (Decorte et al. 2021) learns title embeddings from the skills that come with a title; JobBERT-v2
+adds an asymmetric head: one Dense layer for the title side and another for the skills side, after a shared
+transformer and mean pooling (sentence-transformers' ``Asym``, now ``Router``). Here the pairs come from ESCO:
+every occupation label and alternative label paired with a sample of that occupation's skills, trained with
+sentence-transformers' ``CachedMultipleNegativesRankingLoss``.
+
+The saved model routes plain ``encode()`` calls through the *title* head (``default_route="query"``), so the
+indexer and ``jobskills titles`` use the head without naming a route; a model whose default route were the
+skills side would silently skip the title head.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from jobskills.config import Settings
+from jobskills.errors import InputError, JobskillsError, TrainError
+from jobskills.esco import Esco, load_esco
+from jobskills.fileio import atomic_write_text
+from trainer.data import title_pairs
+
+__all__ = ["TitleTrainConfig", "build_title_model", "train_titles", "TitleEvaluator", "TITLE_ROUTE", "SKILLS_ROUTE"]
+
+logger = logging.getLogger(__name__)
+
+TITLE_ROUTE = "query"
+SKILLS_ROUTE = "document"
+
+
+@dataclass(frozen=True)
+class TitleTrainConfig:
+    base: str | None = None
+    out: str | None = None
+    epochs: float = 1.0
+    batch_size: int = 256
+    mini_batch_size: int = 64
+    lr: float = 5e-5
+    max_steps: int = -1
+    max_pairs: int | None = None
+    max_skills: int = 12
+    device: str = "auto"
+    dev: str | None = None
+    dev_sample: int = 1000
+    seed: int = 0
+    reindex: bool = True
+
+
+def _identity_dense(dim: int) -> Any:
+    import torch
+    from sentence_transformers.sentence_transformer.modules import Dense
+
+    dense = Dense(dim, dim, bias=True, activation_function=torch.nn.Identity())
+    with torch.no_grad():
+        dense.linear.weight.copy_(torch.eye(dim))
+        dense.linear.bias.zero_()
+    return dense
+
+
+def build_title_model(base: Any) -> Any:
+    """Base transformer + pooling, then a Router with one Dense head per side (identity at the start, so the
+    untrained model equals the base), then Normalize. Plain ``encode()`` takes the title route."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules.router import Router
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
+
+    modules = list(base)
+    if len(modules) < 2 or not isinstance(modules[1], Pooling):
+        raise InputError("the title encoder needs a base model of the form Transformer + Pooling (+ Normalize)")
+    dim = base.get_sentence_embedding_dimension()
+    router = Router.for_query_document(query_modules=[_identity_dense(dim)], document_modules=[_identity_dense(dim)],
+                                       default_route=TITLE_ROUTE)
+    return SentenceTransformer(modules=[modules[0], modules[1], router, Normalize()], device=str(base.device))
+
+
+class TitleEvaluator:
+    """MRR / acc@1 of the gold occupation for dev titles against the occupations' preferred labels (a cheap
+    proxy for ``jobskills eval``, which ranks all 31,956 titles through the index)."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
+
+        class _Eval(BaseEvaluator):
+            def __init__(self, examples: Sequence[Any], esco: Esco, name: str = "titles") -> None:
+                super().__init__()
+                self.examples = list(examples)
+                self.occupations = [(u, o.label) for u, o in esco.occupations.items()]
+                self.name = name
+                self.primary_metric = f"{name}_mrr"
+                self.greater_is_better = True
+
+            def metrics(self, model: Any) -> dict[str, float]:
+                import torch
+
+                was = model.training
+                model.eval()
+                try:
+                    with torch.inference_mode():
+                        occ = model.encode([t for _, t in self.occupations], convert_to_tensor=True, batch_size=128)
+                        q = model.encode([e.title for e in self.examples], convert_to_tensor=True, batch_size=128)
+                finally:
+                    model.train(was)
+                scores = q @ occ.T
+                row = {u: i for i, (u, _) in enumerate(self.occupations)}
+                gold = torch.tensor([row.get(e.occupation, -1) for e in self.examples])
+                ok = gold >= 0
+                g = scores[torch.arange(len(gold))[ok], gold[ok]]
+                rank = 1 + (scores[ok] > g[:, None]).sum(1)
+                return {"mrr": float((1.0 / rank).mean()), "acc@1": float((rank == 1).float().mean()),
+                        "acc@10": float((rank <= 10).float().mean())}
+
+            def __call__(self, model: Any, output_path: str | None = None, epoch: float = -1, steps: int = -1) -> dict[str, float]:
+                m = self.metrics(model)
+                logger.info("title dev at step %s: %s", steps, m)
+                return {f"{self.name}_{k}": v for k, v in m.items()}
+
+            def store_metrics_in_model_card_data(self, *a: Any, **kw: Any) -> None:
+                return None
+
+        return _Eval(*args, **kwargs)
+
+
+def train_titles(settings: Settings, cfg: TitleTrainConfig, progress: Callable[[str, int, int], None] | None = None,
+                 esco: Esco | None = None) -> dict[str, Any]:
+    """Train the title encoder, save it, and (unless ``cfg.reindex`` is off) rebuild the titles index with it
+    beside the live one, switching the alias only when it is complete."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.sentence_transformer.losses import CachedMultipleNegativesRankingLoss
+
+    from jobskills.encoder import Encoder
+    from trainer.train import _device, _ProgressCallback
+
+    esco = esco or load_esco()
+    if not esco.occupations:
+        raise InputError("this taxonomy has no occupations to train a title encoder on")
+    device, precision = _device(cfg.device)
+    base = Encoder(cfg.base or settings.model_path, device=device)
+    out = Path(cfg.out).expanduser() if cfg.out else Path(settings.home) / "models" / (
+        f"{Path(base.path).name}-titles-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}")
+    if out.exists() and any(out.iterdir()):
+        raise InputError(f"--out {out} already holds files; pick a new folder")
+    pairs = title_pairs(esco, max_skills=cfg.max_skills, seed=cfg.seed)
+    rng = random.Random(cfg.seed)
+    rng.shuffle(pairs)
+    if cfg.max_pairs:
+        pairs = pairs[: cfg.max_pairs]
+    dataset = Dataset.from_dict({"title": [p.title for p in pairs], "skills": [p.skills for p in pairs]})
+    model = build_title_model(base.model)
+    evaluator = None
+    if cfg.dev:
+        from retriever.evaluate import load_title_bench
+
+        examples = load_title_bench(cfg.dev, set(esco.occupations))
+        examples = random.Random(cfg.seed).sample(examples, min(cfg.dev_sample, len(examples)))
+        evaluator = TitleEvaluator(examples, esco)
+    report: dict[str, Any] = {"model": str(out), "pairs": len(pairs), "device": device, "precision": precision, "log": []}
+    if evaluator is not None:
+        report["before"] = evaluator.metrics(model)
+    loss = CachedMultipleNegativesRankingLoss(model, mini_batch_size=cfg.mini_batch_size)
+    total = cfg.max_steps if cfg.max_steps > 0 else int(max(1, len(dataset) // cfg.batch_size) * cfg.epochs)
+    ckpt = out.with_name(out.name + ".checkpoints")
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(ckpt), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, warmup_steps=int(0.05 * total),
+        bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=device == "cpu", seed=cfg.seed,
+        router_mapping={"title": TITLE_ROUTE, "skills": SKILLS_ROUTE},
+        batch_sampler="no_duplicates",  # one occupation's titles share skills: keep their pairs apart
+        logging_steps=max(1, min(50, total // 10 or 1)), save_strategy="no", report_to="none", disable_tqdm=True,
+    )
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
+                                         callbacks=[_ProgressCallback(progress, report["log"])])
+    started = time.perf_counter()
+    result = trainer.train()
+    report["steps"], report["seconds"] = int(result.global_step), round(time.perf_counter() - started, 1)
+    if evaluator is not None:
+        report["after"] = evaluator.metrics(model)
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save(str(partial))
+    meta = {"role": "titles", "route": TITLE_ROUTE, "base_model": base.path, "base_fingerprint": base.fingerprint,
+            "training": asdict(cfg), "metrics": {k: report.get(k) for k in ("before", "after")},
+            "trained_at": dt.datetime.now(dt.timezone.utc).isoformat(), "pairs": len(pairs)}
+    atomic_write_text(partial / "jobskills_config.json", json.dumps(meta, indent=2, sort_keys=True))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():
+        out.rmdir()
+    os.replace(partial, out)
+    shutil.rmtree(ckpt, ignore_errors=True)
+    if cfg.reindex:
+        try:
+            report["index"] = _reindex_titles(settings, out, device, esco, progress)
+        except JobskillsError as exc:
+            raise TrainError(f"the title model is saved at {out}, but rebuilding the titles index failed: {exc}; "
+                             "the previous titles index is still live") from exc
+    return report
+
+
+def _reindex_titles(settings: Settings, model_dir: Path, device: str, esco: Esco, progress: Any) -> dict[str, Any]:
+    from indexer.build import build_index
+    from jobskills.encoder import Encoder
+    from jobskills.store import open_store
+    from trainer.train import _live_shape
+
+    encoder = Encoder(model_dir, device=device)
+    with open_store(settings) as store:
+        shape = {k: v for k, v in _live_shape(store, "titles").items() if k == "limit"}
+        # build_index publishes only after the new version is complete and smoke-tested
+        return build_index(settings, store, encoder, esco, kinds=("titles",), progress=progress, **shape).to_dict()
