@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 
@@ -153,7 +154,7 @@ def test_train_writes_a_model_reindexes_and_extract_uses_it(live_home, tmp_path,
                    + json.dumps({"text": "We offer a company car.", "skills": []}) + "\n")
     out = tmp_path / "trained"
     res = runner.invoke(app, ["train", "--home", home, "--out", str(out), "--max-pairs", "48", "--batch-size", "16",
-                              "--mini-batch-size", "8", "--max-steps", "2", "--dev", str(dev), "--json"])
+                              "--mini-batch-size", "8", "--max-steps", "2", "--dev", str(dev), "--reindex-if-worse", "--json"])
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
     assert report["steps"] == 2 and report["dataset"]["pairs"] == 48
@@ -292,7 +293,7 @@ def test_train_on_an_imported_taxonomy_calibrates_for_it_and_rebuilds_its_index(
     dev.write_text(json.dumps({"text": "You will write software in Python.", "skills": ["IT-001"]}) + "\n")
     out = tmp_path / "it-model"
     res = runner.invoke(app, ["train", "--taxonomy", "it", "--home", home, "--out", str(out), "--batch-size", "16",
-                              "--mini-batch-size", "8", "--max-steps", "2", "--dev", str(dev), "--json"])
+                              "--mini-batch-size", "8", "--max-steps", "2", "--dev", str(dev), "--reindex-if-worse", "--json"])
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
     assert report["dataset"]["skills_covered"] == 200
@@ -304,3 +305,27 @@ def test_train_on_an_imported_taxonomy_calibrates_for_it_and_rebuilds_its_index(
     ext = runner.invoke(app, ["extract", "--taxonomy", "it", "--home", home, "--json", "You will write software in Python."])
     assert ext.exit_code == 0, ext.output
     assert json.loads(ext.stdout)["provenance"]["model_fingerprint"] == fp
+
+
+def test_interrupted_training_resumes_from_its_checkpoint(tmp_path, tiny_model_path, esco):
+    from jobskills.config import load_settings
+    from trainer.train import TrainConfig, train
+
+    settings = load_settings({"home": tmp_path / "home", "engine": "edge"}, env={})
+    cfg = TrainConfig(base=tiny_model_path, out=str(tmp_path / "m"), max_pairs=96, batch_size=16, mini_batch_size=8,
+                      max_steps=4, eval_steps=2, reindex=False, device="cpu")
+
+    def stop_at_3(task, done, total):
+        if task == "train" and done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainError, match="--resume"):
+        train(settings, cfg, progress=stop_at_3, esco=esco)
+    ckpts = tmp_path / "m.checkpoints"
+    assert (ckpts / "checkpoint-2").is_dir() and not (tmp_path / "m").exists()
+    with pytest.raises(InputError, match="--resume"):
+        train(settings, cfg, esco=esco)
+    seen = []
+    report = train(settings, dataclasses.replace(cfg, resume=True), progress=lambda t, d, n: seen.append(d), esco=esco)
+    assert report.steps == 4 and seen[0] == 3  # continued after checkpoint-2, did not start over
+    assert (tmp_path / "m" / "modules.json").is_file() and not ckpts.exists()

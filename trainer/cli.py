@@ -36,6 +36,7 @@ def train(
     no_reindex: Annotated[bool, typer.Option("--no-reindex", help="Only write the model; leave the index alone.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint (same --out).")] = False,
     keep_checkpoints: Annotated[bool, typer.Option("--keep-checkpoints", help="Keep <out>.checkpoints after success.")] = False,
+    reindex_if_worse: Annotated[bool, typer.Option("--reindex-if-worse", help="Switch the index even when dev RP@5 fell.")] = False,
     taxonomy: TaxonomyOpt = None,
     home: HomeOpt = None,
     engine: EngineOpt = None,
@@ -55,7 +56,7 @@ def train(
         batch_size=batch_size, mini_batch_size=mini_batch_size, lr=lr, max_steps=max_steps, max_pairs=max_pairs,
         device=device, augment=augment, temperature=temperature, max_seq_length=max_seq_length,
         dev=str(dev) if dev else None, eval_steps=eval_steps, seed=seed, reindex=not no_reindex, resume=resume,
-        keep_checkpoints=keep_checkpoints,
+        keep_checkpoints=keep_checkpoints, reindex_if_worse=reindex_if_worse,
     )
     tax = load_taxonomy(settings.home, taxonomy)
     with progress_bar(not json_out) as update:
@@ -74,7 +75,7 @@ def train(
         typer.echo("index: " + ", ".join(f"{k} {v}" for k, v in report.index["versions"].items())
                    + " published (previous kept for `jobskills index --rollback`)")
     else:
-        typer.echo("index: unchanged (--no-reindex)")
+        typer.echo(f"index: unchanged ({report.reindex_skipped or '--no-reindex'})")
 
 
 @handle_errors

@@ -77,7 +77,8 @@ def build_title_model(base: Any) -> Any:
     modules = list(base)
     if len(modules) < 2 or not isinstance(modules[1], Pooling):
         raise InputError("the title encoder needs a base model of the form Transformer + Pooling (+ Normalize)")
-    dim = base.get_sentence_embedding_dimension()
+    getter = getattr(base, "get_embedding_dimension", None) or base.get_sentence_embedding_dimension
+    dim = getter()
     router = Router.for_query_document(query_modules=[_identity_dense(dim)], document_modules=[_identity_dense(dim)],
                                        default_route=TITLE_ROUTE)
     return SentenceTransformer(modules=[modules[0], modules[1], router, Normalize()], device=str(base.device))

@@ -65,6 +65,7 @@ class TrainConfig:
     reindex: bool = True
     resume: bool = False
     keep_checkpoints: bool = False
+    reindex_if_worse: bool = False
 
 
 @dataclass
@@ -81,6 +82,7 @@ class TrainReport:
     threshold: float | None = None
     threshold_source: str = ""
     index: dict[str, Any] | None = None
+    reindex_skipped: str | None = None
     log: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -360,7 +362,12 @@ def train(settings: Settings, cfg: TrainConfig, progress: Progress | None = None
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     logger.info("model written to %s (threshold %.2f)", out, threshold)
 
-    if cfg.reindex:
+    worse = report.before and report.after and report.after["rp@5"] < report.before["rp@5"]
+    if cfg.reindex and worse and not cfg.reindex_if_worse:
+        report.reindex_skipped = (f"dev RP@5 fell from {report.before['rp@5']:.4f} to {report.after['rp@5']:.4f}; "
+                                  "the live index was left alone (rerun with --reindex-if-worse to switch anyway)")
+        logger.warning("%s", report.reindex_skipped)
+    elif cfg.reindex:
         try:
             report.index = reindex(settings, out, device, esco, progress)
         except JobskillsError as exc:
