@@ -34,7 +34,7 @@ def model_fingerprint(path: str | os.PathLike[str]) -> str:
         p
         for p in root.rglob("*")
         if p.is_file() and p.suffix in (*_WEIGHT_SUFFIXES, ".json", ".txt", ".model") and ".git" not in p.parts
-        and p.name != "jobskills_config.json"  # our own settings (threshold) change no vector
+        and not p.name.startswith("jobskills_")  # our own settings and reports (threshold, metrics) change no vector
     )
     for p in files:
         h.update(str(p.relative_to(root)).encode())

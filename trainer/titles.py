@@ -142,7 +142,7 @@ def train_titles(settings: Settings, cfg: TitleTrainConfig, progress: Callable[[
     from sentence_transformers.sentence_transformer.losses import CachedMultipleNegativesRankingLoss
 
     from jobskills.encoder import Encoder
-    from trainer.train import _device, _ProgressCallback
+    from trainer.train import _device, _ProgressCallback, _quiet
 
     esco = esco or load_esco()
     if not esco.occupations:
@@ -183,6 +183,7 @@ def train_titles(settings: Settings, cfg: TitleTrainConfig, progress: Callable[[
     )
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
                                          callbacks=[_ProgressCallback(progress, report["log"])])
+    _quiet(trainer)
     started = time.perf_counter()
     result = trainer.train()
     report["steps"], report["seconds"] = int(result.global_step), round(time.perf_counter() - started, 1)

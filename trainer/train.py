@@ -182,6 +182,15 @@ def _default_out(settings: Settings, base_name: str) -> Path:
     return Path(settings.home) / "models" / f"{base_name}-context-{stamp}"
 
 
+def _quiet(trainer: Any) -> None:
+    """transformers prints its logs on stdout when tqdm is off; stdout is for results (``--json``), and our
+    callback already logs them."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+
+
 class _ProgressCallback:
     """Forwards training steps to the CLI's progress bar and keeps the log lines for the report."""
 
@@ -303,6 +312,7 @@ def train(settings: Settings, cfg: TrainConfig, progress: Progress | None = None
         model=model, args=args, train_dataset=dataset, loss=loss, evaluator=evaluator,
         callbacks=[_ProgressCallback(progress, report.log)],
     )
+    _quiet(trainer)
     started = time.perf_counter()
     resume = bool(cfg.resume and any(ckpt_dir.glob("checkpoint-*")))
     try:
