@@ -296,7 +296,7 @@ def test_train_on_an_imported_taxonomy_calibrates_for_it_and_rebuilds_its_index(
                               "--mini-batch-size", "8", "--max-steps", "2", "--dev", str(dev), "--reindex-if-worse", "--json"])
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
-    assert report["dataset"]["skills_covered"] == 200
+    assert report["dataset"]["skills_covered"] == 200  # every skill has a pair (alt label or definition)
     from jobskills.encoder import model_fingerprint
 
     fp = model_fingerprint(out)

@@ -89,7 +89,10 @@ def esco_pairs(esco: Esco, kinds: Sequence[str] = ("alt", "desc"), seed: int = 0
                 text = rng.choice(_FRAMES).format(alt) if frames and rng.random() < 0.5 else alt
                 pairs.append(Pair(text, (uri,), "esco-alt"))
         if "desc" in kinds:
-            for sentence in _description_sentences(skill.description):
+            sentences = _description_sentences(skill.description)
+            if not sentences and skill.description.strip() and skill.description.strip() != skill.label.strip():
+                sentences = [skill.description.strip()]  # a short definition is still better than no pair
+            for sentence in sentences:
                 pairs.append(Pair(sentence, (uri,), "esco-desc"))
     unknown = set(kinds) - {"alt", "desc"}
     if unknown:
