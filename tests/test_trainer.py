@@ -95,7 +95,7 @@ def test_masked_logits_handle_multi_skill_rows_and_negatives():
     f = sum(-(lg[i, i] - torch.logsumexp(lg[i, c], 0)) for i, c in fwd) / 3
     b = sum(-(lg[k, k] - torch.logsumexp(lg[c, k], 0)) for k, c in bwd) / 3
     assert abs(float(loss) - float((f + b) / 2)) < 1e-5
-    masked, rows, cols = masked_logits(lg, labels)
+    masked, rows = masked_logits(lg, labels)
     assert rows.tolist() == [True, True, False, True] and torch.isinf(masked[:, 2]).all()
 
 

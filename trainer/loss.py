@@ -15,7 +15,7 @@ the cached gradient through it. Parameter gradients equal the uncached ones (a t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
@@ -38,12 +38,13 @@ def ids_to_labels(skill_ids: Sequence[str]) -> Tensor:
     return torch.tensor([[index.setdefault(s, len(index))] for s in skill_ids], dtype=torch.long)
 
 
-def masked_logits(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def masked_logits(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     """Mask the in-batch logits so that no positive becomes a negative.
 
     ``labels (B, K)``: column 0 is the row's target skill id (-1: a negative sentence, no target), the other
     columns are further skills present in the sentence (-1 padding). Column k of ``logits`` is row k's skill.
-    Returns the masked logits, the rows with a target and the valid skill columns.
+    Returns the masked logits and which rows have a target (row k's skill is column k: the same rows are the
+    valid skill columns).
     """
     labels = labels.to(logits.device)
     col_skill = labels[:, 0]
@@ -51,7 +52,7 @@ def masked_logits(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tenso
     present = (labels[:, :, None] == col_skill[None, None, :]).any(dim=1) & valid[None, :]  # (B, B)
     eye = torch.eye(len(col_skill), dtype=torch.bool, device=logits.device)
     drop = (present & ~eye) | ~valid[None, :]
-    return logits.masked_fill(drop, float("-inf")), valid, valid
+    return logits.masked_fill(drop, float("-inf")), valid
 
 
 def context_loss(
@@ -62,25 +63,32 @@ def context_loss(
     if not isinstance(labels, Tensor):
         labels = ids_to_labels(list(labels))
     logits = score_all(tokens.float(), mask, skills.float(), cfg.score) / cfg.temperature  # (B, B)
-    logits, rows, cols = masked_logits(logits, labels)
+    logits, valid = masked_logits(logits, labels)
     target = torch.arange(logits.shape[0], device=logits.device)
-    if not bool(rows.any()):
+    if not bool(valid.any()):
         raise ValueError("a training batch needs at least one sentence with a skill")
-    loss = torch.nn.functional.cross_entropy(logits[rows], target[rows])
+    loss = torch.nn.functional.cross_entropy(logits[valid], target[valid])
     if cfg.symmetric:
-        loss = (loss + torch.nn.functional.cross_entropy(logits.T[cols], target[cols])) / 2
+        loss = (loss + torch.nn.functional.cross_entropy(logits.T[valid], target[valid])) / 2
     return loss
+
+
+def _outputs(model: Any, features: dict[str, Any]) -> tuple[Tensor, Tensor, Tensor]:
+    """Token embeddings (padding zeroed), their mask and the pooled embedding, from tokenised features."""
+    out = model(features)
+    mask = out["attention_mask"].bool()
+    return out["token_embeddings"].masked_fill(~mask.unsqueeze(-1), 0.0), mask, out["sentence_embedding"]
+
+
+def _features(model: Any, texts: Sequence[str]) -> dict[str, Any]:
+    device = next(model.parameters()).device
+    return {k: (v.to(device) if hasattr(v, "to") else v) for k, v in model.preprocess(list(texts)).items()}
 
 
 def embed(model: Any, texts: Sequence[str]) -> dict[str, Tensor]:
     """Token embeddings, mask and pooled embeddings of ``texts`` through a sentence-transformers model."""
-    features = model.preprocess(list(texts))
-    device = next(model.parameters()).device
-    features = {k: (v.to(device) if hasattr(v, "to") else v) for k, v in features.items()}
-    out = model(features)
-    mask = out["attention_mask"].bool()
-    return {"tokens": out["token_embeddings"].masked_fill(~mask.unsqueeze(-1), 0.0), "mask": mask,
-            "pooled": out["sentence_embedding"]}
+    tokens, mask, pooled = _outputs(model, _features(model, texts))
+    return {"tokens": tokens, "mask": mask, "pooled": pooled}
 
 
 def _pad(chunks: list[Tensor], length: int) -> Tensor:
@@ -95,40 +103,17 @@ def cached_backward(
     skill_ids: Sequence[str],
     cfg: ContextLossConfig,
     mini_batch_size: int = 32,
-    embed_fn: Callable[[Any, Sequence[str]], dict[str, Tensor]] = embed,
 ) -> float:
-    """One GradCache step: accumulates parameter gradients of :func:`context_loss` into ``model``; returns the loss.
+    """One GradCache step outside the trainer, through :class:`ContextMatchLoss`: accumulates parameter
+    gradients of :func:`context_loss` into ``model`` and returns the loss.
 
     Memory is bounded by ``mini_batch_size`` whatever the batch size; dropout is replayed with the same RNG
     state in the second pass, so the result equals the uncached gradient.
     """
-    n = len(sentences)
-    spans = [(s, min(s + mini_batch_size, n)) for s in range(0, n, mini_batch_size)]
-    states, tok_chunks, mask_chunks, skill_chunks = [], [], [], []
-    with torch.no_grad():
-        for a, b in spans:
-            states.append(_RngState())
-            e = embed_fn(model, sentences[a:b])
-            tok_chunks.append(e["tokens"])
-            mask_chunks.append(e["mask"])
-            states.append(_RngState())
-            skill_chunks.append(embed_fn(model, skill_labels[a:b])["pooled"])
-    length = max(t.shape[1] for t in tok_chunks)
-    tokens = _pad(tok_chunks, length).detach().requires_grad_(True)
-    mask = _pad([m.long() for m in mask_chunks], length).bool()
-    skills = torch.cat(skill_chunks).detach().requires_grad_(True)
-    loss = context_loss(tokens, mask, skills, skill_ids, cfg)
+    features = [_features(model, sentences), _features(model, skill_labels)]
+    labels = ids_to_labels(skill_ids).to(next(model.parameters()).device)
+    loss = ContextMatchLoss(model, cfg, mini_batch_size=mini_batch_size)(features, labels)
     loss.backward()
-    tok_grad, skill_grad = tokens.grad, skills.grad
-    for i, (a, b) in enumerate(spans):
-        with states[2 * i]:
-            e = embed_fn(model, sentences[a:b])
-        l_i = e["tokens"].shape[1]
-        surrogate = (e["tokens"] * tok_grad[a:b, :l_i]).sum()
-        with states[2 * i + 1]:
-            pooled = embed_fn(model, skill_labels[a:b])["pooled"]
-        surrogate = surrogate + (pooled * skill_grad[a:b]).sum()
-        surrogate.backward()
     return float(loss.detach())
 
 
@@ -189,11 +174,8 @@ class ContextMatchLoss(torch.nn.Module):
                 "score": self.cfg.score.to_dict(), "mini_batch_size": self.mini_batch_size}
 
     def _embed(self, features: dict[str, Any], pooled: bool) -> tuple[Tensor, Tensor | None]:
-        out = self.model(features)
-        if pooled:
-            return out["sentence_embedding"], None
-        mask = out["attention_mask"].bool()
-        return out["token_embeddings"].masked_fill(~mask.unsqueeze(-1), 0.0), mask
+        tokens, mask, sentence = _outputs(self.model, features)
+        return (sentence, None) if pooled else (tokens, mask)
 
     def forward(self, sentence_features: Sequence[dict[str, Any]], labels: Tensor) -> Tensor:
         features = list(sentence_features)
