@@ -41,6 +41,14 @@ class BuildReport:
     previous: dict[str, str | None] = field(default_factory=dict)
     threshold: float | None = None
 
+    def merge(self, other: "BuildReport") -> None:
+        """Fold another build's kinds into this report (kinds built by separate calls, e.g. another model)."""
+        for name in ("versions", "counts", "seconds", "previous"):
+            getattr(self, name).update(getattr(other, name))
+        self.dropped += other.dropped
+        if self.threshold is None:  # the first build's (the skills model's) threshold stays the report's
+            self.threshold = other.threshold
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "versions": self.versions,

@@ -64,10 +64,8 @@ def index(
             report = build_index(settings, store, encoder, esco=tax, kinds=[k for k in kinds if not (separate and k == "titles")],
                                  limit=limit, threshold=threshold, keep=keep, progress=update)
             if separate:
-                titles = build_index(settings, store, title_encoder, esco=tax, kinds=("titles",), limit=limit, keep=keep, progress=update)
-                for name in ("versions", "counts", "seconds", "previous"):
-                    getattr(report, name).update(getattr(titles, name))
-                report.dropped += titles.dropped
+                report.merge(build_index(settings, store, title_encoder, esco=tax, kinds=("titles",), limit=limit, keep=keep,
+                                         progress=update))
         out: dict[str, Any] = report.to_dict()
         out["total_seconds"] = round(time.perf_counter() - started, 2)
         out["store"] = store.location

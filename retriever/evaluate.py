@@ -242,10 +242,8 @@ class OfflineRanker:
         self.score_config = score_config
         self.settings = Settings(batch_size=batch_size)
         texts = [t for t, _ in skills]
-        matrix = torch.empty(0)
+        matrix = torch.empty(len(texts), encoder.dim)
         for idx, enc in encoder.iter_encode(texts, batch_size=batch_size):
-            if matrix.numel() == 0:
-                matrix = torch.empty(len(texts), enc.pooled.shape[1])
             matrix[torch.tensor(idx)] = enc.pooled.cpu()
         payloads = [dict(p) for _, p in skills]
         self.skills = SkillVectors(matrix, payloads, {p.get("uri"): i for i, p in enumerate(payloads)})

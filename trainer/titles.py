@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
+
 from jobskills.config import Settings
 from jobskills.errors import InputError, JobskillsError, TrainError
 from jobskills.esco import Esco, load_esco
@@ -84,51 +86,45 @@ def build_title_model(base: Any) -> Any:
     return SentenceTransformer(modules=[modules[0], modules[1], router, Normalize()], device=str(base.device))
 
 
-class TitleEvaluator:
+class TitleEvaluator(BaseEvaluator):
     """MRR / acc@1 of the gold occupation for dev titles against the occupations' preferred labels (a cheap
     proxy for ``jobskills eval``, which ranks all 31,956 titles through the index)."""
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-        from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
+    def __init__(self, examples: Sequence[Any], esco: Esco, name: str = "titles") -> None:
+        super().__init__()
+        self.examples = list(examples)
+        self.occupations = [(u, o.label) for u, o in esco.occupations.items()]
+        self.name = name
+        self.primary_metric = f"{name}_mrr"
+        self.greater_is_better = True
 
-        class _Eval(BaseEvaluator):
-            def __init__(self, examples: Sequence[Any], esco: Esco, name: str = "titles") -> None:
-                super().__init__()
-                self.examples = list(examples)
-                self.occupations = [(u, o.label) for u, o in esco.occupations.items()]
-                self.name = name
-                self.primary_metric = f"{name}_mrr"
-                self.greater_is_better = True
+    def metrics(self, model: Any) -> dict[str, float]:
+        import torch
 
-            def metrics(self, model: Any) -> dict[str, float]:
-                import torch
+        was = model.training
+        model.eval()
+        try:
+            with torch.inference_mode():
+                occ = model.encode([t for _, t in self.occupations], convert_to_tensor=True, batch_size=128)
+                q = model.encode([e.title for e in self.examples], convert_to_tensor=True, batch_size=128)
+        finally:
+            model.train(was)
+        scores = q @ occ.T
+        row = {u: i for i, (u, _) in enumerate(self.occupations)}
+        gold = torch.tensor([row.get(e.occupation, -1) for e in self.examples])
+        ok = gold >= 0
+        g = scores[torch.arange(len(gold))[ok], gold[ok]]
+        rank = 1 + (scores[ok] > g[:, None]).sum(1)
+        return {"mrr": float((1.0 / rank).mean()), "acc@1": float((rank == 1).float().mean()),
+                "acc@10": float((rank <= 10).float().mean())}
 
-                was = model.training
-                model.eval()
-                try:
-                    with torch.inference_mode():
-                        occ = model.encode([t for _, t in self.occupations], convert_to_tensor=True, batch_size=128)
-                        q = model.encode([e.title for e in self.examples], convert_to_tensor=True, batch_size=128)
-                finally:
-                    model.train(was)
-                scores = q @ occ.T
-                row = {u: i for i, (u, _) in enumerate(self.occupations)}
-                gold = torch.tensor([row.get(e.occupation, -1) for e in self.examples])
-                ok = gold >= 0
-                g = scores[torch.arange(len(gold))[ok], gold[ok]]
-                rank = 1 + (scores[ok] > g[:, None]).sum(1)
-                return {"mrr": float((1.0 / rank).mean()), "acc@1": float((rank == 1).float().mean()),
-                        "acc@10": float((rank <= 10).float().mean())}
+    def __call__(self, model: Any, output_path: str | None = None, epoch: float = -1, steps: int = -1) -> dict[str, float]:
+        m = self.metrics(model)
+        logger.info("title dev at step %s: %s", steps, m)
+        return {f"{self.name}_{k}": v for k, v in m.items()}
 
-            def __call__(self, model: Any, output_path: str | None = None, epoch: float = -1, steps: int = -1) -> dict[str, float]:
-                m = self.metrics(model)
-                logger.info("title dev at step %s: %s", steps, m)
-                return {f"{self.name}_{k}": v for k, v in m.items()}
-
-            def store_metrics_in_model_card_data(self, *a: Any, **kw: Any) -> None:
-                return None
-
-        return _Eval(*args, **kwargs)
+    def store_metrics_in_model_card_data(self, *a: Any, **kw: Any) -> None:
+        return None
 
 
 def train_titles(settings: Settings, cfg: TitleTrainConfig, progress: Callable[[str, int, int], None] | None = None,

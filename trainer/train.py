@@ -19,9 +19,10 @@ import os
 import random
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from jobskills.config import Settings
 from jobskills.errors import InputError, JobskillsError, TrainError
@@ -30,6 +31,7 @@ from jobskills.fileio import atomic_write_text
 from jobskills.modelconfig import ModelConfig, load_model_config, save_model_config
 from jobskills.scoring import SCORER_VERSION, ScoreConfig
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
+from transformers import TrainerCallback
 
 from trainer.data import MAX_LABELS, Row, augment, data_fingerprint, esco_pairs, expand, load_pairs, mix_report
 
@@ -119,33 +121,45 @@ class RankingEvaluator(BaseEvaluator):
 
     def __init__(self, examples: Sequence[Any], esco: Esco, score: ScoreConfig, name: str = "dev", batch_size: int = 128,
                  lengths: tuple[int, int] | None = None) -> None:
+        from indexer.build import skill_items
+
         super().__init__()
         self.lengths = lengths  # (serving, training) max_seq_length: evaluate as the retriever will encode
         self.examples = list(examples)
-        self.esco = esco
+        self.items = skill_items(esco)
         self.score = score
         self.name = name
         self.batch_size = batch_size
         self.greater_is_better = True
         self.primary_metric = f"{name}_rp@5"
-        self.history: list[dict[str, Any]] = []
 
-    def metrics(self, model: Any, path: str = "") -> dict[str, float]:
-        from indexer.build import skill_items
-        from jobskills.encoder import Encoder
-        from retriever.evaluate import OfflineRanker, ranking_metrics
-
+    @contextmanager
+    def _serving(self, model: Any) -> Iterator[None]:
+        """Eval mode at the serving length for the duration; training mode and length come back after."""
         was_training = model.training
         model.eval()
         if self.lengths:
             model.max_seq_length = self.lengths[0]
         try:
-            ranker = OfflineRanker(Encoder.wrap(model, path or "training"), skill_items(self.esco), self.score, self.batch_size)
-            m = ranking_metrics(ranker, self.examples)
+            yield
         finally:
             model.train(was_training)
             if self.lengths and was_training:
                 model.max_seq_length = self.lengths[1]
+
+    def ranker(self, model: Any, path: str = "") -> Any:
+        """All skill vectors of ``model`` at its serving length: what the metrics and the calibration rank."""
+        from jobskills.encoder import Encoder
+        from retriever.evaluate import OfflineRanker
+
+        with self._serving(model):
+            return OfflineRanker(Encoder.wrap(model, path or "training"), self.items, self.score, self.batch_size)
+
+    def metrics(self, model: Any, path: str = "", ranker: Any = None) -> dict[str, float]:
+        from retriever.evaluate import ranking_metrics
+
+        with self._serving(model):
+            m = ranking_metrics(ranker or self.ranker(model, path), self.examples)
         return {k: float(v) for k, v in m.items() if k != "n_ranked"}
 
     def __call__(self, model: Any, output_path: str | None = None, epoch: float = -1, steps: int = -1) -> dict[str, float]:
@@ -153,7 +167,6 @@ class RankingEvaluator(BaseEvaluator):
         m = self.metrics(model)
         logger.info("dev ranking at epoch %s step %s: %s (%.0f s)", epoch, steps,
                     " ".join(f"{k} {v:.4f}" for k, v in m.items()), time.perf_counter() - started)
-        self.history.append({"epoch": epoch, "step": steps, **m})
         return {f"{self.name}_{k}": v for k, v in m.items()}
 
     def store_metrics_in_model_card_data(self, *args: Any, **kwargs: Any) -> None:
@@ -191,23 +204,21 @@ def _quiet(trainer: Any) -> None:
     trainer.remove_callback(ProgressCallback)
 
 
-class _ProgressCallback:
+class _ProgressCallback(TrainerCallback):
     """Forwards training steps to the CLI's progress bar and keeps the log lines for the report."""
 
-    def __new__(cls, progress: Progress | None, log: list[dict[str, Any]]):  # noqa: D102
-        from transformers import TrainerCallback
+    def __init__(self, progress: Progress | None, log: list[dict[str, Any]]) -> None:
+        self.progress = progress
+        self.log = log
 
-        class _CB(TrainerCallback):
-            def on_step_end(self, args, state, control, **kw):  # type: ignore[no-untyped-def]
-                if progress:
-                    progress("train", state.global_step, state.max_steps)
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if self.progress:
+            self.progress("train", state.global_step, state.max_steps)
 
-            def on_log(self, args, state, control, logs=None, **kw):  # type: ignore[no-untyped-def]
-                if logs:
-                    log.append({"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, (int, float))}})
-                    logger.info("step %d: %s", state.global_step, logs)
-
-        return _CB()
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+        if logs:
+            self.log.append({"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, (int, float))}})
+            logger.info("step %d: %s", state.global_step, logs)
 
 
 def train(settings: Settings, cfg: TrainConfig, progress: Progress | None = None, esco: Esco | None = None) -> TrainReport:
@@ -329,13 +340,14 @@ def train(settings: Settings, cfg: TrainConfig, progress: Progress | None = None
     model.max_seq_length = serve_length
     model.eval()
     model.save(str(partial))
-    if evaluator is not None:
-        report.after = evaluator.metrics(model, str(partial))
-        logger.info("dev ranking after training: %s", report.after)
     threshold, source, calibration = base_cfg.threshold, f"base model {encoder.name} (not recalibrated)", None
-    if dev_examples and any(e.skills for e in dev_examples):
-        threshold, calibration = calibrate_offline(Encoder(partial, device=device), esco, dev_examples, base_cfg.score)
-        source = f"calibrated on {Path(cfg.dev).name} after training (best F1 {calibration['f1']:.4f})"
+    if evaluator is not None:
+        ranker = evaluator.ranker(model, str(partial))  # one encoding of all skills for both uses below
+        report.after = evaluator.metrics(model, ranker=ranker)
+        logger.info("dev ranking after training: %s", report.after)
+        if any(e.skills for e in dev_examples):
+            threshold, calibration = calibrate_offline(ranker, dev_examples)
+            source = f"calibrated on {Path(cfg.dev).name} after training (best F1 {calibration['f1']:.4f})"
     meta = {
         "base_model": encoder.path,
         "base_model_name": encoder.name,
@@ -387,12 +399,11 @@ def train(settings: Settings, cfg: TrainConfig, progress: Progress | None = None
     return report
 
 
-def calibrate_offline(encoder: Any, esco: Esco, examples: Sequence[Any], score: ScoreConfig) -> tuple[float, dict[str, Any]]:
-    """Best-F1 threshold of a model on a dev set, with no index (the same sweep ``jobskills calibrate`` runs)."""
-    from indexer.build import skill_items
-    from retriever.evaluate import OfflineRanker, best_threshold, threshold_sweep
+def calibrate_offline(ranker: Any, examples: Sequence[Any]) -> tuple[float, dict[str, Any]]:
+    """Best-F1 threshold of a model on a dev set, with no index (the same sweep ``jobskills calibrate`` runs),
+    from an :class:`~retriever.evaluate.OfflineRanker`."""
+    from retriever.evaluate import best_threshold, threshold_sweep
 
-    ranker = OfflineRanker(encoder, skill_items(esco), score)
     thresholds = [round(0.20 + 0.01 * i, 2) for i in range(71)]
     best = dict(best_threshold(threshold_sweep(ranker, examples, thresholds, redundancy=True)))
     return float(best["threshold"]), best
@@ -435,12 +446,7 @@ def reindex(settings: Settings, model_dir: Path, device: str, esco: Esco, progre
                 logger.info("the titles index uses its own model; rebuilding skills only")
             for kind in kinds:
                 shape = _live_shape(store, skills_kind(taxonomy) if kind == "skills" else kind)
-                r = build_index(settings, store, encoder, esco, kinds=(kind,), publish=False, progress=progress, **shape)
-                built.versions.update(r.versions)
-                built.counts.update(r.counts)
-                built.seconds.update(r.seconds)
-                built.previous.update(r.previous)
-                built.threshold = r.threshold
+                built.merge(build_index(settings, store, encoder, esco, kinds=(kind,), publish=False, progress=progress, **shape))
         except BaseException:
             discard(store, built)
             raise
