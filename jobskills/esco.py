@@ -197,6 +197,16 @@ class Esco:
         ]
 
     @cached_property
+    def skill_demand(self) -> dict[str, float]:
+        """How often occupations ask for each skill: essential relations count 1, optional ones 0.5.
+
+        A proxy for how often job ads ask for it (ESCO has no ad counts); synth spends its budget in this order."""
+        out: dict[str, float] = {}
+        for r in self.relations:
+            out[r.skill_uri] = out.get(r.skill_uri, 0.0) + (1.0 if r.relation_type == "essential" else 0.5)
+        return out
+
+    @cached_property
     def broader(self) -> dict[str, tuple[str, ...]]:
         """Direct broader concepts (skills or groups) of each skill or group."""
         out: dict[str, list[str]] = {}

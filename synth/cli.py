@@ -42,7 +42,9 @@ def _report(stats: dict[str, Any], json_out: bool) -> None:
         return
     typer.echo(f"{stats['rows']:,} rows -> {stats['out']}; {stats['rejects']} rejected prompts -> {stats['rejects_file']}; "
                f"{stats['duplicates']} duplicates dropped; {stats['retries']} retries, {stats['repairs']} repairs; "
-               f"{stats['tokens']:,} tokens; {stats['sentences_per_minute']:.1f} sentences/minute"
+               f"{stats['tokens']:,} tokens ({stats['tokens_per_second']} generated/s); "
+               f"{stats['sentences_per_minute']:.1f} sentences/minute; valid JSON {stats['valid_json_rate']}, "
+               f"skill named literally {stats['named_rate']}, near-duplicates {stats['duplicate_rate']}"
                + (f"; {stats['skipped_done']} prompts already done" if stats["skipped_done"] else ""))
 
 
@@ -60,6 +62,7 @@ def skills_cmd(
     per_skill: Annotated[int, typer.Option("--per-skill", min=1, max=50, help="Sentences per skill.")] = 10,
     skills: Annotated[Optional[list[str]], typer.Option("--skills", help="Only these skill URIs (repeatable).", show_default=False)] = None,
     skills_file: Annotated[Optional[Path], typer.Option("--skills-file", help="Only the skill URIs listed in this file.", show_default=False)] = None,
+    order: Annotated[str, typer.Option("--order", help="demand: skills most occupations require first (ESCO relations); taxonomy: file order.")] = "demand",
     base_url: BaseUrlOpt = None, api_key: ApiKeyOpt = None, model: ModelNameOpt = "gpt-4o-mini",
     concurrency: ConcOpt = 4, limit: LimitOpt = None, seed: SeedOpt = 0, temperature: TempOpt = 0.9,
     taxonomy: TaxonomyOpt = None, home: HomeOpt = None, json_out: JsonOpt = False,
@@ -74,7 +77,9 @@ def skills_cmd(
     unknown = [u for u in uris or [] if u not in tax.skills]
     if unknown:
         raise InputError(f"unknown skill URI {unknown[0]}")
-    _run(skill_tasks(tax, per_skill, uris, limit), _config(base_url, api_key, model, concurrency, seed, temperature), out, json_out)
+    if order not in ("demand", "taxonomy"):
+        raise InputError(f"unknown --order {order!r}; use demand or taxonomy")
+    _run(skill_tasks(tax, per_skill, uris, limit, order=order), _config(base_url, api_key, model, concurrency, seed, temperature), out, json_out)
 
 
 @app.command("multi")

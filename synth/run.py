@@ -9,7 +9,7 @@ Exact and near-duplicate sentences (word-set Jaccard >= 0.8 with an earlier sent
 Output row, one sentence each (what ``jobskills train --data`` reads)::
 
     {"sentence": "...", "skills": [{"uri": ..., "label": ...}], "kind": "skill" | "multi" | "negative",
-     "task": "...", "prompt_version": "synth-1", "model": "...", "seed": 0}
+     "task": "...", "prompt_version": "synth-2", "model": "...", "seed": 0, "named": [uris named literally]}
 
 This module must not import torch.
 """
@@ -32,7 +32,7 @@ from pydantic import BaseModel, ValidationError
 from jobskills.errors import JobskillsError
 from synth import prompts
 
-__all__ = ["SynthError", "Task", "SynthConfig", "skill_tasks", "multi_tasks", "negative_tasks", "run_tasks"]
+__all__ = ["SynthError", "Task", "SynthConfig", "names_skill", "skill_tasks", "multi_tasks", "negative_tasks", "run_tasks"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ class Task:
     prompt: str
     skills: tuple[tuple[str, str], ...]  # (uri, label) in prompt order
     n: int
+    names: tuple[tuple[str, ...], ...] = ()  # per skill, the labels that count as naming it literally
 
 
 @dataclass(frozen=True)
@@ -77,11 +78,19 @@ class SynthConfig:
 
 
 # ------------------------------------------------------------------------------------------- tasks
-def skill_tasks(esco: Any, per_skill: int, uris: Sequence[str] | None = None, limit: int | None = None) -> list[Task]:
+def skill_tasks(esco: Any, per_skill: int, uris: Sequence[str] | None = None, limit: int | None = None,
+                order: str = "demand") -> list[Task]:
+    """One prompt per skill. ``order="demand"`` puts the skills most occupations ask for first (ESCO's
+    occupation-skill relations), so a budget-limited run (``limit``) covers the skills job ads need most."""
     skills = [esco.skills[u] for u in uris] if uris else list(esco.skills.values())
+    if order == "demand":
+        demand = esco.skill_demand
+        skills.sort(key=lambda s: -demand.get(s.uri, 0.0))  # stable: ties keep the taxonomy's order
+    elif order != "taxonomy":
+        raise ValueError(f"unknown order {order!r}; use demand or taxonomy")
     out = [
         Task(f"skill:{s.uri}", "skill", prompts.skill_prompt(s.label, s.description, s.alt_labels, per_skill),
-             ((s.uri, s.label),), per_skill)
+             ((s.uri, s.label),), per_skill, ((s.label, *s.alt_labels),))
         for s in skills
     ]
     return out[:limit]
@@ -94,16 +103,21 @@ def multi_tasks(esco: Any, per_group: int, seed: int = 0, draws: int = 1, limit:
     for s in esco.skills.values():
         for g in s.level2:
             members.setdefault(g.uri, []).append(s)
+    demand = esco.skill_demand
     out = []
-    for g_uri, skills in sorted(members.items()):
+    # groups whose skills occupations ask for most come first (a --limit keeps those); draws favour in-demand
+    # skills too: 6 of the group's 12 most demanded
+    for g_uri, skills in sorted(members.items(), key=lambda kv: (-sum(demand.get(s.uri, 0.0) for s in kv[1]), kv[0])):
         if len(skills) < 2:
             continue
         label = esco.level2_groups[g_uri].label
+        top = sorted(skills, key=lambda s: -demand.get(s.uri, 0.0))[:12]
         for d in range(draws):
-            pick = rng.sample(skills, min(6, len(skills)))
+            pick = rng.sample(top, min(6, len(top)))
             out.append(Task(f"multi:{g_uri}:{seed}:{d}", "multi",
                             prompts.multi_prompt(label, [(s.label, s.description) for s in pick], per_group),
-                            tuple((s.uri, s.label) for s in pick), per_group))
+                            tuple((s.uri, s.label) for s in pick), per_group,
+                            tuple((s.label, *s.alt_labels) for s in pick)))
     return out[:limit]
 
 
@@ -137,6 +151,16 @@ def _parse(task: Task, content: str) -> list[tuple[str, list[tuple[str, str]]]]:
     if not out:
         raise ValueError("no usable sentence")
     return out
+
+
+def names_skill(sentence: str, labels: Iterable[str]) -> bool:
+    """True when the sentence contains one of the labels as whole words (case and plural "s" folded)."""
+    text = " " + " ".join(re.findall(r"\w+", sentence.casefold())) + " "
+    for label in labels:
+        words = re.findall(r"\w+", label.casefold())
+        if words and (f" {' '.join(words)} " in text or f" {' '.join(words)}s " in text):
+            return True
+    return False
 
 
 def _strip_fences(text: str) -> str:
@@ -202,6 +226,8 @@ async def _call(client: Any, cfg: SynthConfig, messages: list[dict[str, str]], s
             usage = getattr(resp, "usage", None)
             if usage is not None:
                 stats["tokens"] += int(getattr(usage, "total_tokens", 0) or 0)
+                stats["completion_tokens"] += int(getattr(usage, "completion_tokens", 0) or 0)
+            stats["answers"] += 1
             return resp.choices[0].message.content or ""
         except (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError, openai.InternalServerError) as exc:
             stats["retries"] += 1
@@ -232,7 +258,8 @@ async def _run(tasks: Sequence[Task], cfg: SynthConfig, out: Path, rejects: Path
     done = _done_tasks(out, dedupe) | _done_tasks(rejects, None)
     todo = [t for t in tasks if t.id not in done]
     stats: dict[str, Any] = {"tasks": len(tasks), "skipped_done": len(tasks) - len(todo), "rows": 0, "duplicates": 0,
-                             "rejects": 0, "retries": 0, "tokens": 0, "repairs": 0}
+                             "rejects": 0, "retries": 0, "tokens": 0, "repairs": 0,
+                             "answers": 0, "invalid_json": 0, "completion_tokens": 0, "skill_rows": 0, "named_rows": 0}
     client = AsyncOpenAI(base_url=cfg.base_url, api_key=cfg.api_key or "not-needed", max_retries=0, timeout=cfg.timeout)
     sem = asyncio.Semaphore(cfg.concurrency)
     lock = asyncio.Lock()
@@ -261,6 +288,7 @@ async def _run(tasks: Sequence[Task], cfg: SynthConfig, out: Path, rejects: Path
                             break
                         except ValueError as exc:
                             error = str(exc)
+                            stats["invalid_json"] += error.startswith("not JSON")
                             if attempt == 0:
                                 stats["repairs"] += 1
                                 messages += [{"role": "assistant", "content": content},
@@ -277,9 +305,14 @@ async def _run(tasks: Sequence[Task], cfg: SynthConfig, out: Path, rejects: Path
                             stats["duplicates"] += 1
                             continue
                         dedupe.add(sentence)
+                        names = dict(zip((u for u, _ in task.skills), task.names))
+                        named = [u for u, _ in skills if names_skill(sentence, names.get(u, ()))]
+                        if task.kind == "skill":
+                            stats["skill_rows"] += 1
+                            stats["named_rows"] += bool(named)
                         rows.append({"sentence": sentence, "skills": [{"uri": u, "label": lab} for u, lab in skills],
                                      "kind": task.kind, "task": task.id, "prompt_version": prompts.PROMPT_VERSION,
-                                     "model": cfg.model, "seed": cfg.seed})
+                                     "model": cfg.model, "seed": cfg.seed, "named": named})
                     if not rows:  # all duplicates: remember the task as done all the same
                         rows = []
                         write(rej, [{"task": task.id, "kind": task.kind, "reason": "all sentences were duplicates"}])
@@ -300,8 +333,16 @@ async def _run(tasks: Sequence[Task], cfg: SynthConfig, out: Path, rejects: Path
         minutes = (time.perf_counter() - started) / 60
     stats["seconds"] = round(minutes * 60, 2)
     stats["sentences_per_minute"] = round(stats["rows"] / minutes, 1) if minutes > 0 else 0.0
+    stats["tokens_per_second"] = round(stats["completion_tokens"] / (minutes * 60), 1) if minutes > 0 else 0.0
+    stats["valid_json_rate"] = _rate(stats["answers"] - stats["invalid_json"], stats["answers"])
+    stats["named_rate"] = _rate(stats["named_rows"], stats["skill_rows"])  # skill rows that name it literally
+    stats["duplicate_rate"] = _rate(stats["duplicates"], stats["rows"] + stats["duplicates"])
     stats["out"], stats["rejects_file"] = str(out), str(rejects)
     return stats
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
 
 
 def run_tasks(tasks: Sequence[Task], cfg: SynthConfig, out: Path, rejects: Path | None = None,

@@ -112,12 +112,32 @@ def test_retries_repairs_rejects_and_dedupe(server, esco, tmp_path):
     assert stats["duplicates"] >= 2 and stats["tokens"] > 0
     assert len({r["sentence"] for r in rows}) == len(rows)
     row = rows[0]
-    assert set(row) == {"sentence", "skills", "kind", "task", "prompt_version", "model", "seed"}
+    assert set(row) == {"sentence", "skills", "kind", "task", "prompt_version", "model", "seed", "named"}
     assert row["skills"][0]["uri"] in {s.uri for s in picked} and row["model"] == "fake"
+    # the scripted sentences name the skill in 3 templates of 4; "We value teamwork" names nothing
+    named = [r for r in rows if r["named"]]
+    assert named and all(r["named"] == [r["skills"][0]["uri"]] for r in named)
+    assert stats["named_rate"] == round(len(named) / len(rows), 4)
+    # not JSON: the first answer for labels[1], both answers for labels[2]
+    assert stats["invalid_json"] == 3 and 0 < stats["valid_json_rate"] < 1
+    assert stats["duplicate_rate"] == round(stats["duplicates"] / (stats["rows"] + stats["duplicates"]), 4)
+    assert stats["completion_tokens"] == 20 * stats["answers"]
     # rerun: everything is done (rows or rejects), nothing is written twice
     again = run_tasks(tasks, _cfg(url), out)
     assert again["skipped_done"] == 5 and again["rows"] == 0
     assert len(out.read_text().splitlines()) == len(rows)
+
+
+def test_demand_order_and_literal_names(esco):
+    from synth.run import names_skill
+
+    tasks = skill_tasks(esco, 4, limit=50)
+    demand = [esco.skill_demand.get(t.skills[0][0], 0.0) for t in tasks]
+    assert demand == sorted(demand, reverse=True) and demand[0] > demand[-1] > 0
+    assert [t.id for t in skill_tasks(esco, 4, order="taxonomy", limit=3)] == [f"skill:{u}" for u in list(esco.skills)[:3]]
+    assert names_skill("We need Python developers.", ["Python (computer programming)", "python"])
+    assert names_skill("You will manage budgets.", ["manage budget"])  # plural folded
+    assert not names_skill("You will write pythonic code.", ["python"])  # whole words only
 
 
 def test_near_duplicates_are_dropped():
