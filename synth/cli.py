@@ -19,12 +19,15 @@ ConcOpt = Annotated[int, typer.Option("--concurrency", min=1, max=256, help="Req
 LimitOpt = Annotated[Optional[int], typer.Option("--limit", min=1, help="At most N prompts.", show_default=False)]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Sampling seed (also sent to the endpoint).")]
 TempOpt = Annotated[float, typer.Option("--temperature", min=0.0, max=2.0)]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", min=1.0, help="Seconds per request (a local model on a busy CPU needs minutes).")]
 
 
-def _config(base_url: str | None, api_key: str | None, model: str, concurrency: int, seed: int, temperature: float) -> Any:
+def _config(base_url: str | None, api_key: str | None, model: str, concurrency: int, seed: int, temperature: float,
+            timeout: float = 60.0) -> Any:
     from synth.run import SynthConfig
 
-    return SynthConfig(base_url=base_url, api_key=api_key, model=model, concurrency=concurrency, seed=seed, temperature=temperature)
+    return SynthConfig(base_url=base_url, api_key=api_key, model=model, concurrency=concurrency, seed=seed,
+                       temperature=temperature, timeout=timeout)
 
 
 def _run(tasks: list, cfg: Any, out: Path, json_out: bool) -> None:
@@ -64,7 +67,7 @@ def skills_cmd(
     skills_file: Annotated[Optional[Path], typer.Option("--skills-file", help="Only the skill URIs listed in this file.", show_default=False)] = None,
     order: Annotated[str, typer.Option("--order", help="demand: skills most occupations require first (ESCO relations); taxonomy: file order.")] = "demand",
     base_url: BaseUrlOpt = None, api_key: ApiKeyOpt = None, model: ModelNameOpt = "gpt-4o-mini",
-    concurrency: ConcOpt = 4, limit: LimitOpt = None, seed: SeedOpt = 0, temperature: TempOpt = 0.9,
+    concurrency: ConcOpt = 4, limit: LimitOpt = None, seed: SeedOpt = 0, temperature: TempOpt = 0.9, timeout: TimeoutOpt = 60.0,
     taxonomy: TaxonomyOpt = None, home: HomeOpt = None, json_out: JsonOpt = False,
 ) -> None:
     """Sentences per skill, written from its label, description and alternative labels."""
@@ -79,7 +82,7 @@ def skills_cmd(
         raise InputError(f"unknown skill URI {unknown[0]}")
     if order not in ("demand", "taxonomy"):
         raise InputError(f"unknown --order {order!r}; use demand or taxonomy")
-    _run(skill_tasks(tax, per_skill, uris, limit, order=order), _config(base_url, api_key, model, concurrency, seed, temperature), out, json_out)
+    _run(skill_tasks(tax, per_skill, uris, limit, order=order), _config(base_url, api_key, model, concurrency, seed, temperature, timeout), out, json_out)
 
 
 @app.command("multi")
@@ -90,7 +93,7 @@ def multi_cmd(
     groups: Annotated[str, typer.Option("--groups", help="Grouping that constrains co-occurring skills.")] = "level2",
     draws: Annotated[int, typer.Option("--draws", min=1, help="Prompts per group (each a fresh draw of skills).")] = 1,
     base_url: BaseUrlOpt = None, api_key: ApiKeyOpt = None, model: ModelNameOpt = "gpt-4o-mini",
-    concurrency: ConcOpt = 4, limit: LimitOpt = None, seed: SeedOpt = 0, temperature: TempOpt = 0.9,
+    concurrency: ConcOpt = 4, limit: LimitOpt = None, seed: SeedOpt = 0, temperature: TempOpt = 0.9, timeout: TimeoutOpt = 60.0,
     taxonomy: TaxonomyOpt = None, home: HomeOpt = None, json_out: JsonOpt = False,
 ) -> None:
     """Sentences that each need 2-4 skills of one ESCO Level-2 group, labelled with all of them."""
@@ -102,7 +105,7 @@ def multi_cmd(
         raise InputError("only --groups level2 is supported")
     tax = load_taxonomy(settings_from(home=home).home, taxonomy)
     _run(multi_tasks(tax, per_group, seed=seed, draws=draws, limit=limit),
-         _config(base_url, api_key, model, concurrency, seed, temperature), out, json_out)
+         _config(base_url, api_key, model, concurrency, seed, temperature, timeout), out, json_out)
 
 
 @app.command("negatives")
@@ -111,12 +114,12 @@ def negatives_cmd(
     out: OutOpt,
     n: Annotated[int, typer.Option("-n", min=1, help="Sentences wanted (10 per prompt).")] = 100,
     base_url: BaseUrlOpt = None, api_key: ApiKeyOpt = None, model: ModelNameOpt = "gpt-4o-mini",
-    concurrency: ConcOpt = 4, seed: SeedOpt = 0, temperature: TempOpt = 0.9, json_out: JsonOpt = False,
+    concurrency: ConcOpt = 4, seed: SeedOpt = 0, temperature: TempOpt = 0.9, timeout: TimeoutOpt = 60.0, json_out: JsonOpt = False,
 ) -> None:
     """Job-ad sentences that ask for no skill (benefits, company blurbs, logistics), labelled with no skill."""
     from synth.run import negative_tasks
 
-    _run(negative_tasks(n, seed=seed), _config(base_url, api_key, model, concurrency, seed, temperature), out, json_out)
+    _run(negative_tasks(n, seed=seed), _config(base_url, api_key, model, concurrency, seed, temperature, timeout), out, json_out)
 
 
 def register(root: typer.Typer) -> None:

