@@ -30,28 +30,37 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
         raise
 
 
-def repair_jsonl_tail(path: str | os.PathLike[str], keep_rows: bool = True) -> list[dict[str, Any]]:
-    """The rows of an append-only JSONL file, after truncating a torn or damaged tail (a kill mid-write).
+def repair_jsonl_tail(
+    path: str | os.PathLike[str], keep_rows: bool = True, require: str | None = None, what: str = "an output file of this command"
+) -> list[dict[str, Any]]:
+    """The rows of an append-only JSONL file that one of our commands wrote, after cutting a torn last line.
 
-    Everything from the first line that is unterminated or not a JSON object on is cut off, so the next
-    append starts on a clean line; the rows before it are returned (only the last one when ``keep_rows`` is
-    False, for files too large to hold).
+    Only an unterminated last line is a torn write (a kill mid-append): it is cut off so the next append starts
+    on a clean line. Any other line that is not a JSON object (with the key ``require``, when given) means the
+    file is not ours: :class:`~jobskills.errors.InputError` is raised and the file is left exactly as it was,
+    so a mistyped ``--out`` never truncates somebody's notes. Returns the rows (only the last one when
+    ``keep_rows`` is False, for files too large to hold).
     """
+    from jobskills.errors import InputError
+
     path = Path(path)
     if not path.exists():
         return []
+    if not path.is_file():
+        raise InputError(f"{path} is not a file; choose another output path")
     rows: list[dict[str, Any]] = []
     good_end = 0
     with open(path, "rb") as fh:
-        for raw in fh:
+        for no, raw in enumerate(fh, 1):
             if not raw.endswith(b"\n"):
-                break
+                break  # the torn tail: checked below
             try:
                 row = json.loads(raw)
             except ValueError:
-                break
-            if not isinstance(row, dict):
-                break
+                row = None
+            if not isinstance(row, dict) or (require is not None and require not in row):
+                raise InputError(f"{path} is not {what} (line {no} is not one of its rows); it was left untouched: "
+                                 "choose another output path")
             if keep_rows or not rows:
                 rows.append(row)
             else:
@@ -59,6 +68,8 @@ def repair_jsonl_tail(path: str | os.PathLike[str], keep_rows: bool = True) -> l
             good_end += len(raw)
     size = path.stat().st_size
     if good_end != size:
+        if good_end == 0:
+            raise InputError(f"{path} is not {what} (no complete row); it was left untouched: choose another output path")
         logger.warning("dropping %d bytes of a torn line at the end of %s", size - good_end, path)
         with open(path, "r+b") as fh:
             fh.truncate(good_end)

@@ -31,11 +31,11 @@ def resume_point(out: Path) -> int:
     """The last input line already written to ``out`` (0 if none); drops a torn trailing line."""
     from jobskills.fileio import repair_jsonl_tail
 
-    last = repair_jsonl_tail(out, keep_rows=False)
+    last = repair_jsonl_tail(out, keep_rows=False, require="line", what="a results file of this command")
     try:
         return int(last[0]["line"]) if last else 0
-    except (KeyError, TypeError, ValueError):
-        raise InputError(f"{out} is not a results file of this command (no 'line' field); choose another --out") from None
+    except (TypeError, ValueError):
+        raise InputError(f"{out} is not a results file of this command (bad 'line' field); choose another --out") from None
 
 
 def _lines(path: Path, start_after: int) -> Iterator[tuple[int, bytes, int]]:
@@ -69,6 +69,34 @@ def _parse(
         if not isinstance(title, str):
             return ident, None, None, f"title field {title_field!r} is missing or not a string"
     return ident, text, title, None
+
+
+def _source_file(out: Path) -> Path:
+    return out.with_name(out.name + ".source.json")
+
+
+def _check_source(src: Path, out: Path, done: int, fields: dict[str, Any]) -> None:
+    """A resume continues only the corpus that started ``out``: ``<out>.source.json`` records the input (its
+    first 64 KiB's hash, its path and the fields read) when a run starts, and a later run must match it."""
+    import hashlib
+
+    from jobskills.fileio import atomic_write_text
+
+    with open(src, "rb") as fh:
+        head = hashlib.sha256(fh.read(1 << 16)).hexdigest()
+    me = {"input": str(src.resolve()), "input_head_sha256": head, **fields}
+    side = _source_file(out)
+    if done == 0:
+        atomic_write_text(side, json.dumps(me, indent=2))
+        return
+    try:
+        was = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise InputError(f"{out} holds results but no record of the input that made them ({side.name}); "
+                         "choose another --out rather than mix two corpora") from None
+    if was.get("input_head_sha256") != head or any(was.get(k) != v for k, v in fields.items()):
+        raise InputError(f"{out} holds results of {was.get('input')} (fields {', '.join(f'{k}={was.get(k)}' for k in fields)}), "
+                         f"not of {src}; choose another --out, or rerun that input to resume it")
 
 
 #: (ad texts, their titles, their sentence spans from ``Retriever.split``) -> one dict per ad
@@ -114,6 +142,7 @@ def run_corpus(
     if out.exists() and src.resolve() == out.resolve():
         raise InputError("--out must differ from the input file")
     done = resume_point(out)
+    _check_source(src, out, done, {"text_field": text_field, "id_field": id_field, "title_field": title_field})
     if done:
         logger.info("resuming %s after line %d", out, done)
     total_bytes = src.stat().st_size

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from jobskills.errors import InputError
 from retriever.corpus import extract_corpus, resume_point
 from retriever.pipeline import Retriever
 from tests.conftest import house_rows
@@ -82,3 +83,41 @@ def test_cli_corpus_mode(tmp_path, memory_index):
     assert res.exit_code == 1 and "Traceback" not in res.output
     res = CliRunner().invoke(app, ["extract", "--text-field", "body", "--home", str(tmp_path), "x"])
     assert res.exit_code == 1 and "corpus mode needs" in res.output
+
+
+def test_an_unrelated_out_file_is_refused_and_left_untouched(retriever, tmp_path):
+    """Issue 16.1: `--out notes.txt` once replaced the notes; a JSONL with one bad line was truncated."""
+    src = tmp_path / "ads.jsonl"
+    _corpus(src)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("My notes\nline 2\n")
+    with pytest.raises(InputError, match="left untouched"):
+        extract_corpus(retriever, src, notes, text_field="body", id_field="id", threshold=0.4)
+    assert notes.read_text() == "My notes\nline 2\n"
+    other = tmp_path / "other.jsonl"
+    body = '{"line": 1, "sentences": []}\nnot json\n{"line": 3, "sentences": []}\n'
+    other.write_text(body)
+    with pytest.raises(InputError, match="line 2"):
+        extract_corpus(retriever, src, other, text_field="body", id_field="id", threshold=0.4)
+    assert other.read_text() == body
+    unterminated = tmp_path / "u.txt"
+    unterminated.write_text("just some words")  # a file of one unterminated line is not a torn results file
+    with pytest.raises(InputError):
+        resume_point(unterminated)
+    assert unterminated.read_text() == "just some words"
+
+
+def test_a_resume_must_read_the_same_input(retriever, tmp_path):
+    """Issue 16.2: resuming out.jsonl with another corpus mixed the two and skipped the new one's first lines."""
+    a, b, out = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "out.jsonl"
+    _corpus(a)
+    b.write_text("".join(json.dumps({"body": f"Manage a team of {i} cooks.", "id": i}) + "\n" for i in range(20)))
+    extract_corpus(retriever, a, out, text_field="body", id_field="id", threshold=0.4)
+    before = out.read_text()
+    with pytest.raises(InputError, match="a.jsonl"):
+        extract_corpus(retriever, b, out, text_field="body", id_field="id", threshold=0.4)
+    with pytest.raises(InputError, match="text_field"):
+        extract_corpus(retriever, a, out, text_field="text", id_field="id", threshold=0.4)
+    assert out.read_text() == before
+    stats = extract_corpus(retriever, a, out, text_field="body", id_field="id", threshold=0.4)  # same input: resumes
+    assert stats["ads"] == 0 and out.read_text() == before
