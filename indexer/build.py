@@ -25,7 +25,7 @@ from jobskills.scoring import SCORER_VERSION
 from jobskills.store import KINDS, IndexPoint, Store
 from jobskills.taxonomy import DEFAULT_TAXONOMY, skills_kind
 
-__all__ = ["BuildReport", "build_index", "skill_items", "title_items", "rollback", "index_items"]
+__all__ = ["BuildReport", "LABEL_MODES", "build_index", "skill_items", "title_items", "rollback", "index_items"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,27 +60,44 @@ class BuildReport:
         }
 
 
-def skill_items(esco: Esco, limit: int | None = None, uris: Sequence[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
-    """(label text, payload) per skill: the preferred label, stripped, is what gets encoded."""
+#: Which labels of a skill become index points: ``preferred`` (one point per skill) or ``all`` (label
+#: expansion: the preferred label and every distinct alternative label, each a point of its skill).
+LABEL_MODES = ("preferred", "all")
+
+
+def skill_items(
+    esco: Esco, limit: int | None = None, uris: Sequence[str] | None = None, labels: str = "preferred"
+) -> list[tuple[str, dict[str, Any]]]:
+    """(label text, payload) per index point. The preferred label, stripped, is always the skill's first
+    point; with ``labels="all"`` each distinct alternative label follows as a point of the same skill
+    (payload ``text``: the label encoded; ``label``: the preferred label, what results show)."""
+    if labels not in LABEL_MODES:
+        raise StoreError(f"unknown label mode {labels!r}; choose one of {', '.join(LABEL_MODES)}")
     skills = [esco.skills[u] for u in uris] if uris is not None else list(esco.skills.values())
     if limit is not None:
         skills = skills[:limit]
-    return [
-        (
-            s.label,
-            {
-                "uri": s.uri,
-                "label": s.label,
-                "kind": "skill",
-                "type": s.skill_type,
-                "reuse_level": s.reuse_level,
-                "level2": [g.uri for g in s.level2],
-                "level2_labels": [g.label for g in s.level2],
-                "taxonomy": getattr(esco, "name", DEFAULT_TAXONOMY),
-            },
-        )
-        for s in skills
-    ]
+    out = []
+    for s in skills:
+        payload = {
+            "uri": s.uri,
+            "label": s.label,
+            "kind": "skill",
+            "type": s.skill_type,
+            "reuse_level": s.reuse_level,
+            "level2": [g.uri for g in s.level2],
+            "level2_labels": [g.label for g in s.level2],
+            "taxonomy": getattr(esco, "name", DEFAULT_TAXONOMY),
+        }
+        texts = [s.label]
+        if labels == "all":
+            seen = {s.label.casefold()}
+            for alt in s.alt_labels:
+                alt = alt.strip()
+                if alt and alt.casefold() not in seen:
+                    seen.add(alt.casefold())
+                    texts.append(alt)
+        out.extend((t, {**payload, "text": t}) for t in texts)
+    return out
 
 
 def title_items(esco: Esco, limit: int | None = None) -> list[tuple[str, dict[str, Any]]]:
@@ -107,6 +124,21 @@ def title_items(esco: Esco, limit: int | None = None) -> list[tuple[str, dict[st
             entry["isco_groups"].append(occ.isco_group)
             entry["preferred"].append(t.preferred)
     return [(e["text"], e) for e in merged.values()]
+
+
+def training_summary(extra: dict[str, Any]) -> dict[str, Any] | None:
+    """What a fine-tuned model's folder says of its training, in brief (None for a model trained elsewhere)."""
+    if not extra.get("base_model_name"):
+        return None
+    after = (extra.get("metrics") or {}).get("after") or {}
+    return {
+        "base": extra.get("base_model_name"),
+        "data_fingerprint": (extra.get("data") or {}).get("fingerprint"),
+        "steps": extra.get("steps"),
+        "trained_at": extra.get("trained_at"),
+        "dev": {k: round(float(v), 4) for k, v in after.items() if k in ("rp@1", "rp@5", "rp@10", "mrr")},
+        "dev_set": (extra.get("calibrated_on") or {}).get("file") or (extra.get("training") or {}).get("dev"),
+    }
 
 
 def _new_version(fingerprint: str, esco: Esco) -> str:
@@ -165,6 +197,7 @@ def build_index(
     progress: Progress | None = None,
     skill_uris: Sequence[str] | None = None,
     publish: bool = True,
+    labels: str | None = None,
 ) -> BuildReport:
     """Build and publish new versions of ``kinds``.
 
@@ -173,6 +206,8 @@ def build_index(
         skill_uris: index only these skills (a slice of the taxonomy).
         threshold: stored in the manifest; default: the model's calibrated or packaged threshold.
         keep: previous complete versions kept for rollback (older ones are dropped).
+        labels: ``preferred`` (a point per skill) or ``all`` (label expansion, see :func:`skill_items`);
+            default: the model config's ``labels`` (chosen on the dev set with the model), else ``preferred``.
         publish: False builds and finalizes every kind without switching any alias; :func:`publish_all`
             then switches them one right after the other (the trainer's path: nothing changes for
             searches until every new collection is complete and smoke-tested).
@@ -181,6 +216,7 @@ def build_index(
     taxonomy = getattr(esco, "name", DEFAULT_TAXONOMY)
     model_cfg = load_model_config(encoder.path, encoder.fingerprint, settings.home, taxonomy)
     report = BuildReport(threshold=threshold if threshold is not None else model_cfg.threshold)
+    labels = labels or str(model_cfg.extra.get("labels") or "preferred")
     for base_kind in kinds:
         if base_kind not in KINDS:
             raise StoreError(f"unknown index kind {base_kind!r}")
@@ -189,7 +225,7 @@ def build_index(
         kind = skills_kind(taxonomy) if base_kind == "skills" else base_kind
         started = time.perf_counter()
         report.dropped += remove_incomplete(store, kind)
-        items = skill_items(esco, limit, skill_uris) if base_kind == "skills" else title_items(esco, limit)
+        items = skill_items(esco, limit, skill_uris, labels) if base_kind == "skills" else title_items(esco, limit)
         if not items:
             raise StoreError(f"nothing to index for {kind}")
         version = _new_version(encoder.fingerprint, esco)
@@ -229,6 +265,9 @@ def build_index(
             "count": n,
             "limit": limit,
             "subset": skill_uris is not None and base_kind == "skills",
+            "labels": labels if base_kind == "skills" else None,
+            "model_training": training_summary(model_cfg.extra),
+            "skills": len({p["uri"] for _, p in items}) if base_kind == "skills" else None,
             "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
             "jobskills_version": __version__,
             "engine": store.engine,

@@ -28,6 +28,7 @@ def index(
     rollback: Annotated[bool, typer.Option("--rollback", help="Switch back to the previous index version instead of building.")] = False,
     taxonomy: TaxonomyOpt = None,
     title_model: Annotated[Optional[str], typer.Option("--title-model", help="Separate model for the job-title index, e.g. from `jobskills train-titles` [env JOBSKILLS_TITLE_MODEL].", show_default=False)] = None,
+    labels: Annotated[Optional[str], typer.Option("--labels", help="Skill points: 'preferred' (one per skill) or 'all' (every alternative label too; a skill scores its best label). Default: what the model's config says, else preferred.", show_default=False)] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Encode ESCO skills and job titles into the store as a new version, then switch to it atomically.
@@ -62,7 +63,7 @@ def index(
         title_encoder = Encoder(settings.title_model, device=settings.device) if separate else encoder
         with progress_bar(not json_out) as update:
             report = build_index(settings, store, encoder, esco=tax, kinds=[k for k in kinds if not (separate and k == "titles")],
-                                 limit=limit, threshold=threshold, keep=keep, progress=update)
+                                 limit=limit, threshold=threshold, keep=keep, progress=update, labels=labels)
             if separate:
                 report.merge(build_index(settings, store, title_encoder, esco=tax, kinds=("titles",), limit=limit, keep=keep,
                                          progress=update))
@@ -126,7 +127,12 @@ def info(
             f"({m.get('taxonomy_fingerprint') or m.get('esco_fingerprint')}), "
             f"scorer {m['scorer_version']} {m['score_config']}, threshold {m['threshold']} ({m['threshold_source']}), "
             f"built {m['created_at']}, {len(entry['versions'])} version(s) kept"
+            + (f", {m.get('skills'):,} skills as {m['labels']} labels" if m.get("labels") == "all" else "")
         )
+        t = m.get("model_training")
+        if t:
+            dev = " ".join(f"{k} {v}" for k, v in (t.get("dev") or {}).items())
+            typer.echo(f"  fine-tuned from {t['base']} ({t.get('steps')} steps, data {t.get('data_fingerprint')}); dev {dev}")
     if not out["skills"]["live"]:
         err("hint: `jobskills index` builds the index (about a few minutes on 2 CPU cores)")
 

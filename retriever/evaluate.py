@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Collection, Iterable, Iterator, Mapping, Sequence
 
 from jobskills.errors import InputError
+from retriever.skills import SkillVectors
 
 if TYPE_CHECKING:
     from retriever.pipeline import Retriever
@@ -219,15 +220,6 @@ def skill_ancestors(broader: Mapping[str, Sequence[str]]) -> dict[str, frozenset
 
 
 # ------------------------------------------------------------------------------------- evaluation
-@dataclass
-class SkillVectors:
-    """The skill side of a ranking: one vector per skill, its payload, and the row of each URI."""
-
-    matrix: Any
-    payloads: list[dict[str, Any]]
-    row_of_uri: dict[str, int]
-
-
 class OfflineRanker:
     """What the ranking metrics and the threshold sweep read from a :class:`Retriever`, built straight from an
     encoder and the taxonomy's skill labels, with no index: the trainer scores checkpoints with it, and the
@@ -245,8 +237,7 @@ class OfflineRanker:
         matrix = torch.empty(len(texts), encoder.dim)
         for idx, enc in encoder.iter_encode(texts, batch_size=batch_size):
             matrix[torch.tensor(idx)] = enc.pooled.cpu()
-        payloads = [dict(p) for _, p in skills]
-        self.skills = SkillVectors(matrix, payloads, {p.get("uri"): i for i, p in enumerate(payloads)})
+        self.skills = SkillVectors(matrix, [dict(p) for _, p in skills])
 
 
 def _score_batches(r: "Retriever", texts: Sequence[str]):
@@ -269,12 +260,13 @@ def _exhaustive_pass(
     """One exact pass over all skills: ranking metrics, each sentence's top-10, its above-threshold set."""
     import torch
 
-    uris = [p["uri"] for p in r.skills.payloads]
+    uris = r.skills.uris
     sums = {f"rp@{k}": 0.0 for k in ks} | {"mrr": 0.0}
     n = 0
     top10: list[list[str]] = []
     above: list[set[str]] = []
-    for start, _, scores in _score_batches(r, [e.text for e in examples]):
+    for start, _, row_scores in _score_batches(r, [e.text for e in examples]):
+        scores = r.skills.by_skill(row_scores)[0]
         top = torch.topk(scores, min(max(max(ks), 10), scores.shape[1]), dim=1).indices
         for i in range(scores.shape[0]):
             e = examples[start + i]
@@ -286,7 +278,7 @@ def _exhaustive_pass(
                 continue
             for k in ks:
                 sums[f"rp@{k}"] += rp_at_k(ranked, e.skills, k)
-            gold_rows = torch.tensor([r.skills.row_of_uri[u] for u in e.skills if u in r.skills.row_of_uri])
+            gold_rows = torch.tensor([r.skills.skill_of_uri[u] for u in e.skills if u in r.skills.skill_of_uri])
             if len(gold_rows):  # rank of the best gold skill = 1 + skills scoring strictly higher
                 sums["mrr"] += 1.0 / (1 + int((scores[i] > scores[i][gold_rows].max()).sum()))
             n += 1
@@ -303,10 +295,11 @@ def threshold_sweep(
 
     from jobskills.scoring import redundancy_keep
 
-    uris = [p["uri"] for p in r.skills.payloads]
+    uris = r.skills.uris
     lo = min(thresholds)
     preds: list[list[set[str]]] = [[] for _ in thresholds]
-    for _, enc, scores in _score_batches(r, [e.text for e in examples]):
+    for _, enc, row_scores in _score_batches(r, [e.text for e in examples]):
+        scores, best_row = r.skills.by_skill(row_scores)
         for i in range(len(enc)):
             cand = torch.nonzero(scores[i] >= lo).flatten()
             cand_scores = scores[i][cand]
@@ -315,7 +308,7 @@ def threshold_sweep(
             for ti, t in enumerate(thresholds):
                 sel = cand[cand_scores >= t]
                 if redundancy and len(sel) > 1:
-                    sel = sel[redundancy_keep(toks, real, r.skills.matrix[sel])]
+                    sel = sel[redundancy_keep(toks, real, r.skills.matrix[best_row[i][sel]])]
                 preds[ti].append({uris[int(j)] for j in sel})
     golds = [e.skills for e in examples]
     return [{"threshold": round(float(t), 4), **micro_prf(p, golds)} for t, p in zip(thresholds, preds)]
@@ -354,7 +347,8 @@ def evaluate_extraction(
         "sentences_with_gold": ranking["n_ranked"],
         "gold_links": sum(len(e.skills) for e in examples),
         "ranking": {k: v for k, v in ranking.items() if k != "n_ranked"},
-        "ranking_method": f"exact ConTeXT over all {len(r.skills)} indexed skills",
+        "ranking_method": f"exact ConTeXT over all {len(r.skills)} indexed skills"
+                          + (f" (best of {r.skills.n_rows} label points)" if r.skills.expanded else ""),
         "threshold": t,
         "extraction": micro_prf(preds, [e.skills for e in examples]),
         "predicted": n_pred,

@@ -27,6 +27,7 @@ from jobskills.esco import ESCO_VERSION
 from jobskills.scoring import BF16_MARGIN, SCORER_VERSION, ScoreConfig, attention, redundancy_keep, score_all, token_bound
 from jobskills.store import Store, open_store
 from jobskills.taxonomy import DEFAULT_TAXONOMY, skills_kind
+from retriever.skills import SkillVectors
 from retriever.text import MAX_TEXT_CHARS, split_sentences
 
 __all__ = ["Evidence", "SkillMatch", "SentenceResult", "TitleMatch", "Retriever", "CANDIDATE_MODES", "check_manifest"]
@@ -55,6 +56,7 @@ class SkillMatch:
     score: float
     evidence: list[Evidence] = field(default_factory=list)
     reuse_level: str = ""
+    matched_label: str = ""  # the label that scored best: the preferred one or, with label expansion, an alternative
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,7 +91,7 @@ def _model_for(settings: Settings, manifest: dict[str, Any]) -> str:
     """The model to query with: the one set explicitly (``--model``, env, config file), else the one the live
     index was built with when its folder exists (after ``jobskills train`` that is the new model), else the default."""
     if settings.model:
-        return settings.model
+        return settings.model_path
     built_with = manifest.get("model_path")
     if built_with and Path(built_with).is_dir():
         return str(built_with)
@@ -127,13 +129,12 @@ def check_manifest(manifest: dict[str, Any], encoder: Encoder, taxonomy: str | N
         )
 
 
-class _SkillTable:
-    """The published skills version held in memory: payloads and the exact ``mean`` matrix."""
+class _SkillTable(SkillVectors):
+    """The published skills version held in memory: payloads and the exact ``mean`` matrix, one row per point."""
 
     def __init__(self, store: Store, version: str, manifest: dict[str, Any], kind: str = "skills") -> None:
         import torch
 
-        self.kind = kind
         ids, payloads, vecs = [], [], []
         for pid, payload, vec in store.scroll(kind, version, with_mean=True):
             ids.append(pid)
@@ -142,18 +143,12 @@ class _SkillTable:
         if not ids:
             raise IndexNotFoundError(f"the skills index {version} is empty; run `jobskills index`")
         order = np.argsort(ids)
+        super().__init__(torch.from_numpy(np.stack([vecs[i] for i in order]).astype(np.float32)), [payloads[i] for i in order])
+        self.kind = kind
         self.version = version
         self.manifest = manifest
         self.ids = np.asarray(ids)[order]
-        self.payloads = [payloads[i] for i in order]
-        self.matrix = torch.from_numpy(np.stack([vecs[i] for i in order]).astype(np.float32))
-        self.unit = self.matrix / self.matrix.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        self.unit_bf16: torch.Tensor | None = None  # made on first use by the bf16 candidate stage
         self.row_of = {int(pid): row for row, pid in enumerate(self.ids)}
-        self.row_of_uri = {p.get("uri"): row for row, p in enumerate(self.payloads)}
-
-    def __len__(self) -> int:
-        return len(self.payloads)
 
 
 class Retriever:
@@ -319,7 +314,7 @@ class Retriever:
         import torch
 
         n = len(enc)
-        m = len(self.skills)
+        m = self.skills.n_rows
         if self.candidates == "exhaustive":
             return [np.arange(m)] * n
         if self.candidates in ("bound", "bound-bf16"):
@@ -353,7 +348,7 @@ class Retriever:
             full = []
             for q, hits in zip(pending, lists):
                 found.update(h.id for h in hits)
-                if len(hits) >= limit and limit < len(self.skills):
+                if len(hits) >= limit and limit < self.skills.n_rows:
                     full.append(q)
             pending, limit = full, limit * 8
         return found
@@ -378,9 +373,14 @@ class Retriever:
             if len(rows):
                 real = enc.token_rows(i).unsqueeze(0)  # padding may sit left or right: take the real tokens
                 scores = score_all(real, torch.ones(real.shape[:2], dtype=torch.bool),
-                                   self.skills.matrix[torch.from_numpy(rows)], self.score_config)[0]
-                keep_rows = torch.nonzero(scores >= t).flatten().tolist()
-                kept = sorted(((int(rows[j]), float(scores[j])) for j in keep_rows), key=lambda x: -x[1])
+                                   self.skills.matrix[torch.from_numpy(rows)], self.score_config)
+                if self.skills.expanded:  # a skill scores its best label; keep that label's row
+                    by_skill, best_row = self.skills.by_skill(scores, torch.from_numpy(rows))
+                    sel = torch.nonzero(by_skill[0] >= t).flatten().tolist()
+                    kept = [(int(best_row[0, j]), float(by_skill[0, j])) for j in sel]
+                else:
+                    kept = [(int(rows[j]), float(scores[0, j])) for j in torch.nonzero(scores[0] >= t).flatten().tolist()]
+                kept.sort(key=lambda x: -x[1])
             if redundancy and len(kept) > 1:
                 vecs = self.skills.matrix[torch.tensor([r for r, _ in kept])]
                 keep = redundancy_keep(enc.token_rows(i), torch.ones(int(enc.mask[i].sum()), dtype=torch.bool), vecs)
@@ -395,7 +395,7 @@ class Retriever:
         p = self.skills.payloads[row]
         return SkillMatch(
             uri=p.get("uri", ""), label=p.get("label", ""), skill_type=p.get("type", ""), score=round(score, 6),
-            reuse_level=p.get("reuse_level", ""),
+            reuse_level=p.get("reuse_level", ""), matched_label=p.get("text", p.get("label", "")),
         )
 
     def _attach_evidence(
@@ -437,9 +437,9 @@ class Retriever:
         if k < 1:
             raise InputError("k must be >= 1")
         enc = self.encoder.encode([query.strip()], with_offsets=True)
-        scores = score_all(enc.tokens, enc.mask, self.skills.matrix, self.score_config)[0]
-        top = torch.topk(scores, min(k, scores.shape[0]))
-        kept = [(int(r), float(s)) for s, r in zip(top.values, top.indices)]
+        by_skill, best_row = self.skills.by_skill(score_all(enc.tokens, enc.mask, self.skills.matrix, self.score_config))
+        top = torch.topk(by_skill[0], min(k, by_skill.shape[1]))
+        kept = [(int(best_row[0, j]), float(s)) for s, j in zip(top.values, top.indices)]
         matches = [self._match(r, s) for r, s in kept]
         self._attach_evidence(query.strip(), 0, enc, 0, kept, matches, 3)
         return matches

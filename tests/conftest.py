@@ -27,9 +27,9 @@ def house_rows() -> list[dict]:
 
 @pytest.fixture(scope="session")
 def model_path() -> str:
-    from jobskills.config import default_model_path
+    from jobskills.models import base_model_path
 
-    return default_model_path()
+    return base_model_path()
 
 
 @pytest.fixture(scope="session")

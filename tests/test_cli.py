@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from jobskills.cli import app
+from jobskills.models import shipped_dir
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +48,9 @@ def test_index_json_and_info(runner, home):
     m = info["skills"]["manifest"]
     assert m["count"] == 60 and m["dim"] == 384 and m["esco_version"] == "v1.1.0"
     assert m["scorer_version"] == "contextmatch-1" and 0 < m["threshold"] < 1
-    assert m["score_config"] == {"logits": "dot", "temperature": 2.0} and m["threshold"] == 0.45
+    shipped = json.loads((shipped_dir() / "jobskills_config.json").read_text())  # the packaged default's settings
+    assert m["score_config"] == shipped["score"] and m["threshold"] == shipped["threshold"]
+    assert m["model_name"] == "jobskills-minilm" and m["labels"] == shipped["labels"] and m["model_training"]["dev"]["rp@5"] > 0.55
     assert info["titles"]["manifest"]["count"] > 60
     human = runner.invoke(app, ["info", "--home", str(home)])
     assert "skills: 60 points" in human.output

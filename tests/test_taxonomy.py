@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from jobskills.cli import app
+from jobskills.models import shipped_dir
 from jobskills.errors import InputError
 from jobskills.taxonomy import import_csv, load_taxonomy
 
@@ -64,7 +65,8 @@ def test_benchmark_with_its_ids_evaluates_and_calibrates(home, tmp_path):
     best = json.loads(res.stdout)["best"]["threshold"]
     info = json.loads(runner.invoke(app, ["info", "--home", str(home), "--json"]).stdout)
     assert info["skills_it-skills"]["manifest"]["threshold"] == best
-    assert info["skills"]["manifest"]["threshold"] == 0.45  # ESCO's threshold untouched
+    shipped = json.loads((shipped_dir() / "jobskills_config.json").read_text())
+    assert info["skills"]["manifest"]["threshold"] == shipped["threshold"]  # ESCO's threshold untouched
     assert list((home / "calibration").glob("*-it-skills.json"))
     # ESCO ids against the custom index: a clear, line-numbered error
     esco_bench = tmp_path / "esco.jsonl"

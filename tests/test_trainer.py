@@ -153,7 +153,7 @@ def test_train_writes_a_model_reindexes_and_extract_uses_it(live_home, tmp_path,
     dev.write_text(json.dumps({"text": "You will manage the musical staff of the orchestra.", "skills": [uri]}) + "\n"
                    + json.dumps({"text": "We offer a company car.", "skills": []}) + "\n")
     out = tmp_path / "trained"
-    res = runner.invoke(app, ["train", "--home", home, "--out", str(out), "--max-pairs", "48", "--batch-size", "16",
+    res = runner.invoke(app, ["train", "--home", home, "--base", "minilm", "--out", str(out), "--max-pairs", "48", "--batch-size", "16",
                               "--mini-batch-size", "8", "--max-steps", "2", "--dev", str(dev), "--reindex-if-worse", "--json"])
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)

