@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Optional
 
 from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field, model_validator
 
@@ -173,6 +174,13 @@ def create_app(settings: "Settings | None" = None, retriever: "Retriever | None"
         "This service uses the ESCO classification of the European Commission.",
         lifespan=lifespan,
     )
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """A 422 that names each problem but never echoes the input back: a 10 MB body must not come back as
+        10 MB, and a NaN or a lone surrogate in it cannot be written as JSON (that was a 500)."""
+        problems = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))[:300]} for e in exc.errors()[:20]]
+        return JSONResponse(status_code=422, content={"error": "ValidationError", "detail": problems})
 
     @app.exception_handler(JobskillsError)
     async def _project_error(request: Request, exc: JobskillsError) -> JSONResponse:

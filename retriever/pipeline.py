@@ -87,6 +87,16 @@ class TitleMatch:
         return asdict(self)
 
 
+def _check_unicode(text: str) -> None:
+    """A lone surrogate (e.g. JSON "\\ud800") is not text: refuse it with its position instead of failing deep
+    inside the tokenizer."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(f"the text holds an unpaired surrogate (U+{ord(text[exc.start]):04X}) at character {exc.start}; "
+                         "send valid Unicode") from None
+
+
 def _model_for(settings: Settings, manifest: dict[str, Any]) -> str:
     """The model to query with: the one set explicitly (``--model``, env, config file), else the one the live
     index was built with when its folder exists (after ``jobskills train`` that is the new model), else the default."""
@@ -254,6 +264,7 @@ class Retriever:
         """Sentence spans of ``text`` that fit the encoder; a clear error for unusable text."""
         if not isinstance(text, str) or not text.strip():
             raise InputError("the text is empty; give a sentence or a job ad")
+        _check_unicode(text)
         if len(text) > MAX_TEXT_CHARS:
             raise InputError(
                 f"the text has {len(text):,} characters, over the {MAX_TEXT_CHARS:,} limit; split it into ads "
@@ -434,6 +445,7 @@ class Retriever:
 
         if not query or not query.strip():
             raise InputError("the query is empty")
+        _check_unicode(query)
         if k < 1:
             raise InputError("k must be >= 1")
         enc = self.encoder.encode([query.strip()], with_offsets=True)
@@ -479,6 +491,7 @@ class Retriever:
         """
         if not query or not query.strip():
             raise InputError("the job title is empty")
+        _check_unicode(query)
         if k < 1:
             raise InputError("k must be >= 1")
         if method not in self.TITLE_METHODS:

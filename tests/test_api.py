@@ -145,3 +145,22 @@ def test_analyse_dedupes_across_sentences(client):
     data = client.post("/analyse", json={"text": "Manage musical staff.\nWe need you to manage musical staff.", "threshold": 0.4}).json()
     entry = [s for s in data["skills"] if s["label"] == "manage musical staff"]
     assert len(entry) == 1 and entry[0]["sentences"] == 2 and len(data["sentence_spans"]) == 2
+
+
+def test_nan_and_lone_surrogates_are_clear_errors_not_500(client, retriever):
+    """Issue 16.8: {"threshold": NaN} and "Python \\ud800 dev" each gave HTTP 500 with a traceback."""
+    for raw in ('{"text": "Python developer", "threshold": NaN}', '{"text": "ok", "threshold": Infinity}'):
+        res = client.post("/extract", content=raw, headers={"Content-Type": "application/json"})
+        assert res.status_code == 422 and res.json()["error"] == "ValidationError"
+        assert res.json()["detail"][0]["loc"][-1] == "threshold"
+    raw = '{"text": "Python \\ud800 dev"}'
+    res = client.post("/extract", content=raw, headers={"Content-Type": "application/json"})
+    assert res.status_code in (400, 422) and res.json()["error"] in ("InputError", "ValidationError")
+    from jobskills.errors import InputError
+
+    for call in (retriever.extract, retriever.search, retriever.titles):  # the library says what is wrong
+        with pytest.raises(InputError, match="surrogate"):
+            call("Python \ud800 dev")
+    big = "x" * 300_000
+    res = client.post("/extract", json={"text": big})
+    assert res.status_code == 422 and len(res.content) < 2_000  # the input is never echoed back
