@@ -157,7 +157,10 @@ def load_settings(overrides: Mapping[str, Any] | None = None, env: Mapping[str, 
     sources: dict[str, str] = {}
 
     home_raw = overrides.get("home") or env.get(_ENV["home"]) or "~/.jobskills"
-    config_file = Path(str(home_raw)).expanduser() / "config.json"
+    home_path = Path(str(home_raw)).expanduser()
+    if home_path.exists() and not home_path.is_dir():
+        raise ConfigError(f"the home {str(home_path)!r} is a file, not a folder; pass --home with a folder (or set JOBSKILLS_HOME)")
+    config_file = home_path / "config.json"
     if config_file.is_file():
         try:
             file_values = json.loads(config_file.read_text(encoding="utf-8"))

@@ -189,6 +189,10 @@ class Retriever:
             self.taxonomy = taxonomy or DEFAULT_TAXONOMY
             kind = skills_kind(self.taxonomy)
             found = self.store.current_manifest(kind)
+            if found is None and kind != "skills":
+                from jobskills.taxonomy import load_taxonomy
+
+                load_taxonomy(settings.home, self.taxonomy)  # an unknown name: "no taxonomy ...; see taxonomy list"
             if found is None:
                 hint = "" if kind == "skills" else f" --taxonomy {self.taxonomy}"
                 raise IndexNotFoundError(

@@ -132,3 +132,16 @@ def test_rebuild_and_rollback(runner, tmp_path):
     # nothing older left to roll back to
     res = runner.invoke(app, ["index", "--home", home, "--rollback", "--only", "skills"])
     assert res.exit_code == 1 and "no previous" in res.output
+
+
+def test_a_home_that_is_a_file_and_an_unknown_taxonomy_are_one_line_errors(tmp_path):
+    """Issue 16.11 and 16.13: a file as --home gave a raw NotADirectoryError; `extract --taxonomy nosuch`
+    advised indexing a taxonomy that does not exist."""
+    runner = CliRunner()
+    afile = tmp_path / "notes.txt"
+    afile.write_text("mine")
+    res = runner.invoke(app, ["info", "--home", str(afile)])
+    assert res.exit_code == 1 and "is a file, not a folder" in res.output and "Traceback" not in res.output
+    assert afile.read_text() == "mine"
+    res = runner.invoke(app, ["extract", "--home", str(tmp_path / "h"), "--taxonomy", "nosuch", "Python developer"])
+    assert res.exit_code == 1 and "no taxonomy 'nosuch'" in res.output and "jobskills index" not in res.output
