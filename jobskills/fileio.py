@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -10,7 +11,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["atomic_write_text", "repair_jsonl_tail", "disk_usage"]
+__all__ = ["atomic_write_text", "repair_jsonl_tail", "disk_usage", "file_sha256"]
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -80,3 +81,12 @@ def disk_usage(path: str | os.PathLike[str]) -> int:
     """Bytes actually allocated under ``path`` (Qdrant's WAL files are sparse: their apparent size overstates it)."""
     path = Path(path)
     return sum(p.stat().st_blocks * 512 for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks (benchmarks, calibration records, shipped model deltas)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

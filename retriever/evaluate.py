@@ -18,7 +18,6 @@ Definitions (WorkRB's, so figures compare):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Collection, Iterable, Iterator, Mapping, Sequence
 
 from jobskills.errors import InputError
+from jobskills.fileio import file_sha256
 from retriever.skills import SkillVectors
 
 if TYPE_CHECKING:
@@ -56,14 +56,6 @@ class TitleExample:
     title: str
     occupation: str
     line: int
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:

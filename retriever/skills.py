@@ -35,16 +35,17 @@ class SkillVectors:
         self.unit_bf16: Any = None  # made on first use by the bf16 candidate stage
         self.payloads = list(payloads)
         self.skill_of_uri: dict[str, int] = {}
+        self.first_row: list[int] = []  # per skill, its first row (the preferred label)
         owner = []
-        for p in self.payloads:
-            owner.append(self.skill_of_uri.setdefault(p.get("uri", ""), len(self.skill_of_uri)))
+        for row, p in enumerate(self.payloads):
+            uri = p.get("uri", "")
+            if uri not in self.skill_of_uri:
+                self.skill_of_uri[uri] = len(self.first_row)
+                self.first_row.append(row)
+            owner.append(self.skill_of_uri[uri])
         self.owner = torch.tensor(owner, dtype=torch.long)
         self.uris = list(self.skill_of_uri)
         self.expanded = len(self.uris) < len(self.payloads)
-        first = {}
-        for row, s in enumerate(owner):
-            first.setdefault(s, row)
-        self.first_row = [first[s] for s in range(len(self.uris))]
 
     def __len__(self) -> int:
         """The number of skills (not rows)."""

