@@ -86,14 +86,18 @@ def _check_source(src: Path, out: Path, done: int, fields: dict[str, Any]) -> No
         head = hashlib.sha256(fh.read(1 << 16)).hexdigest()
     me = {"input": str(src.resolve()), "input_head_sha256": head, **fields}
     side = _source_file(out)
+    try:
+        was = json.loads(side.read_text(encoding="utf-8")) if side.exists() else None
+    except (OSError, ValueError):
+        was = {}
+    if side.exists() and not (isinstance(was, dict) and "input_head_sha256" in was):
+        raise InputError(f"{side} exists and was not written by this command; move it, or choose another --out")
     if done == 0:
         atomic_write_text(side, json.dumps(me, indent=2))
         return
-    try:
-        was = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    if was is None:
         raise InputError(f"{out} holds results but no record of the input that made them ({side.name}); "
-                         "choose another --out rather than mix two corpora") from None
+                         "choose another --out rather than mix two corpora")
     if was.get("input_head_sha256") != head or any(was.get(k) != v for k, v in fields.items()):
         raise InputError(f"{out} holds results of {was.get('input')} (fields {', '.join(f'{k}={was.get(k)}' for k in fields)}), "
                          f"not of {src}; choose another --out, or rerun that input to resume it")

@@ -121,3 +121,10 @@ def test_a_resume_must_read_the_same_input(retriever, tmp_path):
     assert out.read_text() == before
     stats = extract_corpus(retriever, a, out, text_field="body", id_field="id", threshold=0.4)  # same input: resumes
     assert stats["ads"] == 0 and out.read_text() == before
+    # the record beside a new --out is ours to write only if nothing of somebody else's sits there
+    fresh = tmp_path / "fresh.jsonl"
+    theirs = tmp_path / "fresh.jsonl.source.json"
+    theirs.write_text("somebody's file")
+    with pytest.raises(InputError, match="not written by this command"):
+        extract_corpus(retriever, a, fresh, text_field="body", id_field="id", threshold=0.4)
+    assert theirs.read_text() == "somebody's file" and not fresh.exists()
