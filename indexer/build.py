@@ -18,7 +18,7 @@ import numpy as np
 from jobskills import __version__
 from jobskills.config import Settings
 from jobskills.encoder import Encoder
-from jobskills.errors import IndexNotFoundError, StoreError
+from jobskills.errors import IndexNotFoundError, StoreError, StoreLockedError
 from jobskills.esco import Esco, load_esco
 from jobskills.modelconfig import load_model_config
 from jobskills.scoring import SCORER_VERSION
@@ -318,11 +318,19 @@ def prune(store: Store, kind: str, keep: int) -> list[str]:
     if live not in complete:
         return []
     older = complete[: complete.index(live)]
-    doomed = older[: max(0, len(older) - keep)]
-    for v in doomed:
-        store.drop(kind, v)
+    dropped = []
+    for v in older[: max(0, len(older) - keep)]:
+        if store.in_use(kind, v):  # a running reader (serve, a long extract) still answers from it
+            logger.info("kept old index version %s/%s: a running reader holds it; a later build drops it", kind, v)
+            continue
+        try:
+            store.drop(kind, v)
+        except StoreLockedError:  # a reader took it between the check and the drop
+            logger.info("kept old index version %s/%s: a running reader holds it", kind, v)
+            continue
+        dropped.append(f"{kind}/{v}")
         logger.info("dropped old index version %s/%s", kind, v)
-    return [f"{kind}/{v}" for v in doomed]
+    return dropped
 
 
 def rollback(store: Store, kinds: Sequence[str] = KINDS) -> dict[str, tuple[str, str]]:

@@ -9,12 +9,18 @@ special tokens kept, padding dropped; Cosine, MAX_SIM, no HNSW graph) and the na
 (the model's pooled label embedding kept *exactly*, so Dot distance: Cosine would re-normalise it), plus a
 payload. Versions are written beside the live one and published by one atomic switch (an alias on
 qdrant-client, an atomically replaced ``CURRENT`` file on edge), so readers never see a half-built index.
+
+Many processes share one home. A published version never changes, so readers take no lock on it: on edge
+each reader opens its own hard-linked view of the version's files and holds a shared lease that keeps
+pruning away from it. Only builders exclude each other, through the home's build lock, taken by the first
+call that writes (:meth:`Store.writer`) and held until :meth:`Store.close`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 from abc import ABC, abstractmethod
@@ -26,6 +32,7 @@ import numpy as np
 
 from jobskills.errors import StoreError, StoreLockedError
 from jobskills.fileio import atomic_write_text
+from jobskills.locks import BuildLock, Lease, exclusive, in_use
 
 if TYPE_CHECKING:
     from jobskills.config import Settings
@@ -73,6 +80,25 @@ class Store(ABC):
 
     engine: str = "?"
     location: str = "?"
+    build_lock: BuildLock | None = None  # set by open_store for stores that live in a home
+
+    def writer(self) -> None:
+        """Every write goes through here: the first one takes the home's build lock (held until close), so a
+        second builder fails at once, naming the first one's pid, before it has changed anything."""
+        if self.build_lock is not None:
+            self.build_lock.acquire()
+
+    def hold(self, kind: str, version: str) -> None:
+        """Keep ``version`` from being pruned while this store is open (a lease; a no-op where the engine
+        cannot tell, e.g. a server, where pruning keeps one previous version)."""
+
+    def in_use(self, kind: str, version: str) -> bool:
+        """True while another open store holds ``version`` (see :meth:`hold`)."""
+        return False
+
+    def _release_build_lock(self) -> None:
+        if self.build_lock is not None:
+            self.build_lock.release()
 
     @abstractmethod
     def create(self, kind: str, version: str, dim: int) -> None: ...
@@ -168,10 +194,66 @@ class EdgeStore(Store):
         self.root = Path(root)
         self.location = str(self.root)
         self._shards: dict[tuple[str, str], Any] = {}
+        self._leases: dict[tuple[str, str], Lease] = {}
+        self._views: Path | None = None  # this store's private folder of reader views
+        self._views_lease: Lease | None = None
 
     def _dir(self, kind: str, version: str) -> Path:
         _check_version(kind, version)
         return self.root / kind / version
+
+    def _lease_path(self, kind: str, version: str) -> Path:
+        return self._dir(kind, version) / "lease"
+
+    def hold(self, kind: str, version: str) -> None:
+        key = (kind, version)
+        if key in self._leases:
+            return
+        if not self._dir(kind, version).is_dir():
+            raise StoreError(f"index version {kind}/{version} is gone (pruned or rolled back); open the index again")
+        lease = Lease(self._lease_path(kind, version))
+        if self.manifest(kind, version) is None:  # dropped while we waited for the lease
+            lease.release()
+            raise StoreError(f"index version {kind}/{version} is gone (pruned or rolled back); open the index again")
+        self._leases[key] = lease
+
+    def in_use(self, kind: str, version: str) -> bool:
+        if (kind, version) in self._leases:
+            return True
+        return in_use(self._lease_path(kind, version))
+
+    def _view(self, kind: str, version: str) -> Path:
+        """A private copy of a published version's shard for this store: hard links to its files (no data is
+        copied; a legacy WAL folder is copied, since its lock would be shared through the links). The engine
+        rewrites a few small files on open and close; here it does so in our folder, never in the version."""
+        if self._views is None:
+            base = self.root / ".readers"
+            base.mkdir(parents=True, exist_ok=True)
+            for old in base.iterdir():  # views of readers that died without closing
+                if old.is_dir() and not in_use(old / "owner"):
+                    shutil.rmtree(old, ignore_errors=True)
+            import uuid
+
+            self._views = base / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            self._views.mkdir()
+            self._views_lease = Lease(self._views / "owner")
+        src = self._dir(kind, version) / "shard"
+        dst = self._views / f"{kind}-{version}"
+        if dst.exists():
+            shutil.rmtree(dst)
+
+        def link(a: str, b: str) -> None:
+            try:
+                os.link(a, b)
+            except OSError:  # a filesystem without hard links
+                shutil.copy2(a, b)
+
+        for dirpath, _, files in os.walk(src):
+            rel = Path(dirpath).relative_to(src)
+            (dst / rel).mkdir(parents=True, exist_ok=True)
+            for name in files:
+                (shutil.copy2 if rel.parts[:1] == ("wal",) else link)(os.path.join(dirpath, name), str(dst / rel / name))
+        return dst
 
     def _shard(self, kind: str, version: str) -> Any:
         key = (kind, version)
@@ -181,6 +263,9 @@ class EdgeStore(Store):
             path = self._dir(kind, version) / "shard"
             if not path.is_dir():
                 raise StoreError(f"index version {kind}/{version} has no shard at {path}")
+            if self.manifest(kind, version) is not None:  # published or complete: read through a view
+                self.hold(kind, version)
+                path = self._view(kind, version)
             try:
                 self._shards[key] = qe.EdgeShard.load(str(path))
             except Exception as exc:
@@ -195,11 +280,16 @@ class EdgeStore(Store):
     def create(self, kind: str, version: str, dim: int) -> None:
         import qdrant_edge as qe
 
+        self.writer()
         path = self._dir(kind, version)
         if path.exists():
             raise StoreError(f"index version {kind}/{version} already exists")
         path.mkdir(parents=True)
+        # no WAL: a version is written once by one builder and is complete only with its manifest (a killed
+        # build leaves a manifest-less folder that the next build removes), and without a WAL there is no
+        # per-directory lock for readers to trip over
         cfg = qe.EdgeConfig(
+            wal_enabled=False,
             vectors={
                 TOKENS: qe.EdgeVectorParams(
                     size=dim,
@@ -218,6 +308,7 @@ class EdgeStore(Store):
     def upsert(self, kind: str, version: str, points: Sequence[IndexPoint]) -> None:
         import qdrant_edge as qe
 
+        self.writer()
         shard = self._shard(kind, version)
         ops = [
             qe.Point(
@@ -233,6 +324,7 @@ class EdgeStore(Store):
             raise StoreError(f"writing to index {kind}/{version} failed: {exc}") from exc
 
     def finalize(self, kind: str, version: str, manifest: dict[str, Any]) -> None:
+        self.writer()
         shard = self._shard(kind, version)
         try:
             shard.flush()
@@ -269,17 +361,26 @@ class EdgeStore(Store):
         return version or None
 
     def publish(self, kind: str, version: str) -> None:
+        self.writer()
         if self.manifest(kind, version) is None:
             raise StoreError(f"refusing to publish incomplete index version {kind}/{version}")
         _atomic_write(self.root / kind / "CURRENT", version + "\n")
 
     def drop(self, kind: str, version: str) -> None:
+        self.writer()
         shard = self._shards.pop((kind, version), None)
         if shard is not None:
             shard.close()
-        shutil.rmtree(self._dir(kind, version), ignore_errors=True)
+        own = self._leases.pop((kind, version), None)
+        if own is not None:
+            own.release()
+        with exclusive(self._lease_path(kind, version)) as free:
+            if not free:
+                raise StoreLockedError(f"index version {kind}/{version} is in use by a running reader; it was kept")
+            shutil.rmtree(self._dir(kind, version), ignore_errors=True)
 
     def clear_current(self, kind: str) -> None:
+        self.writer()
         _check_version(kind, "x")
         (self.root / kind / "CURRENT").unlink(missing_ok=True)
         try:
@@ -341,6 +442,16 @@ class EdgeStore(Store):
             except Exception:  # closing twice or after a failed write must not mask the real error
                 logger.debug("closing an edge shard failed", exc_info=True)
         self._shards.clear()
+        for lease in self._leases.values():
+            lease.release()
+        self._leases.clear()
+        if self._views is not None:
+            shutil.rmtree(self._views, ignore_errors=True)
+            self._views = None
+        if self._views_lease is not None:
+            self._views_lease.release()
+            self._views_lease = None
+        self._release_build_lock()
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -406,6 +517,7 @@ class ClientStore(Store):
         return f"{self.prefix}-{kind}"
 
     def create(self, kind: str, version: str, dim: int) -> None:
+        self.writer()
         from qdrant_client import models
 
         name = self._name(kind, version)
@@ -426,6 +538,7 @@ class ClientStore(Store):
         )
 
     def upsert(self, kind: str, version: str, points: Sequence[IndexPoint]) -> None:
+        self.writer()
         from qdrant_client import models
 
         try:
@@ -441,6 +554,7 @@ class ClientStore(Store):
             raise StoreError(f"writing to collection {self._name(kind, version)} failed: {exc}") from exc
 
     def finalize(self, kind: str, version: str, manifest: dict[str, Any]) -> None:
+        self.writer()
         self.client.update_collection(self._name(kind, version), metadata={MANIFEST_KEY: manifest})
 
     def count(self, kind: str, version: str) -> int:
@@ -467,6 +581,7 @@ class ClientStore(Store):
         return None
 
     def publish(self, kind: str, version: str) -> None:
+        self.writer()
         from qdrant_client import models
 
         if self.manifest(kind, version) is None:
@@ -479,9 +594,11 @@ class ClientStore(Store):
         self.client.update_collection_aliases(change_aliases_operations=ops)  # one atomic request
 
     def drop(self, kind: str, version: str) -> None:
+        self.writer()
         self.client.delete_collection(self._name(kind, version))
 
     def clear_current(self, kind: str) -> None:
+        self.writer()
         from qdrant_client import models
 
         if self.current(kind) is not None:
@@ -535,12 +652,17 @@ class ClientStore(Store):
             self.client.close()
         except Exception:
             logger.debug("closing the Qdrant client failed", exc_info=True)
+        self._release_build_lock()
 
 
 def open_store(settings: "Settings") -> Store:
-    """The one factory: ``QDRANT_URL`` -> server; else the embedded engine chosen by ``settings.engine``."""
+    """The one factory: ``QDRANT_URL`` -> server; else the embedded engine chosen by ``settings.engine``.
+
+    Every store but ``memory`` carries the home's build lock (``<home>/index/.build.lock``): with a server,
+    it keeps builders that share this home apart; builders on other machines must coordinate themselves."""
+    store: Store
     if settings.qdrant_url:
-        return ClientStore(
+        store = ClientStore(
             settings.qdrant_url,
             prefix=settings.prefix,
             api_key=settings.qdrant_api_key,
@@ -548,8 +670,11 @@ def open_store(settings: "Settings") -> Store:
             replication_factor=settings.replication_factor,
             write_consistency_factor=settings.write_consistency_factor,
         )
-    if settings.engine == "memory":
+    elif settings.engine == "memory":
         return ClientStore(":memory:", prefix=settings.prefix)
-    if settings.engine == "local":
-        return ClientStore(str(settings.index_dir / "qdrant-local"), prefix=settings.prefix)
-    return EdgeStore(settings.index_dir / "edge")
+    elif settings.engine == "local":
+        store = ClientStore(str(settings.index_dir / "qdrant-local"), prefix=settings.prefix)
+    else:
+        store = EdgeStore(settings.index_dir / "edge")
+    store.build_lock = BuildLock(settings.index_dir / ".build.lock", str(settings.home))
+    return store

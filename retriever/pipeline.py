@@ -201,6 +201,11 @@ class Retriever:
             self.encoder = encoder or Encoder(_model_for(settings, found[1]), device=settings.device)
             check_manifest(found[1], self.encoder, self.taxonomy)
             self.skills = _SkillTable(self.store, *found, kind=kind)
+            # the (skills, titles) pair is pinned here, for the life of this object: answers never mix versions,
+            # and the leases keep a later `index` from pruning what this reader serves
+            self._titles_pinned = self.store.current_manifest("titles") if kind == "skills" else None
+            if self._titles_pinned is not None:
+                self.store.hold("titles", self._titles_pinned[0])
         except BaseException:
             self.close()
             raise
@@ -227,8 +232,14 @@ class Retriever:
             "scorer_version": self.score_config.version,
             "threshold": self.threshold,
             "index_version": self.skills.version,
+            "titles_version": self._titles_pinned[0] if self._titles_pinned else None,
             "candidates": self.candidates,
         }
+
+    @property
+    def versions(self) -> tuple[str, str | None]:
+        """The pinned (skills, titles) pair this object answers from."""
+        return self.skills.version, (self._titles_pinned[0] if self._titles_pinned else None)
 
     def close(self) -> None:
         if self._own_store and getattr(self, "store", None) is not None:
@@ -463,7 +474,7 @@ class Retriever:
     # ------------------------------------------------------------------ titles
     def _title_version(self) -> tuple[str, dict[str, Any]]:
         if self._titles is None:
-            found = self.store.current_manifest("titles")
+            found = self._titles_pinned
             if found is None:
                 raise IndexNotFoundError(f"no job-title index in {self.store.location}; run `jobskills index`")
             self.title_encoder = self._encoder_for_titles(found[1])

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -72,15 +76,93 @@ def test_engines_agree(tmp_path):
     assert a[2] == b[2]
 
 
-def test_edge_lock_is_a_clear_error(tmp_path):
+def _publish_v(store, version, n=3, seed=0, created="1"):
+    store.create("skills", version, 8)
+    store.upsert("skills", version, _points(n, seed=seed))
+    store.finalize("skills", version, {"created_at": created})
+    store.publish("skills", version)
+
+
+def test_edge_readers_share_a_home_while_builders_exclude_each_other(tmp_path):
+    """Issue 16.3/16.4: readers take no lock on a published version; a second builder fails at once, naming
+    the first one's pid, and can build once the first has closed."""
     settings = load_settings({"home": tmp_path, "engine": "edge"}, env={})
-    with open_store(settings) as first:
-        first.create("skills", "v1", 8)
-        first.upsert("skills", "v1", _points(3))
-        first.finalize("skills", "v1", {"created_at": "1"})
+    with open_store(settings) as builder:
+        _publish_v(builder, "v1")
+        assert builder.count("skills", "v1") == 3
+        with open_store(settings) as reader1, open_store(settings) as reader2:
+            assert reader1.count("skills", "v1") == 3 and reader2.count("skills", "v1") == 3
+            assert [h.id for h in reader2.query_mean("skills", "v1", _points(1)[0].mean[None], limit=1)[0]] == [0]
         with open_store(settings) as second:
-            with pytest.raises(StoreLockedError, match="in use"):
-                second.count("skills", "v1")
+            with pytest.raises(StoreLockedError, match=rf"another build of .* is running \(pid {os.getpid()},"):
+                second.create("skills", "v2", 8)
+            assert second.all_versions("skills") == ["v1"]  # refused before it changed anything
+    with open_store(settings) as second:
+        _publish_v(second, "v2", created="2")
+        assert second.current("skills") == "v2"
+
+
+def test_edge_read_from_another_process_while_this_one_reads(tmp_path):
+    """A real second process opens and queries the version this process has open."""
+    settings = load_settings({"home": tmp_path, "engine": "edge"}, env={})
+    with open_store(settings) as builder:
+        _publish_v(builder, "v1", n=5)
+    with open_store(settings) as reader:
+        assert reader.count("skills", "v1") == 5
+        code = (
+            "import sys; from jobskills.config import load_settings; from jobskills.store import open_store\n"
+            f"s = open_store(load_settings({{'home': {str(tmp_path)!r}, 'engine': 'edge'}}, env={{}}))\n"
+            "print(s.count('skills', 'v1')); s.close()"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "5"
+        assert reader.count("skills", "v1") == 5
+    assert not list((tmp_path / "index" / "edge" / ".readers").iterdir())  # views are removed on close
+
+
+def test_prune_keeps_a_version_a_reader_holds(tmp_path):
+    """Issue 16.5: an index beside a running reader never deletes the version that reader answers from."""
+    from indexer.build import prune
+
+    settings = load_settings({"home": tmp_path, "engine": "edge"}, env={})
+    with open_store(settings) as builder:
+        _publish_v(builder, "v1")
+    reader = open_store(settings)
+    assert reader.count("skills", "v1") == 3
+    with open_store(settings) as builder:
+        _publish_v(builder, "v2", created="2")
+        assert builder.in_use("skills", "v1")
+        assert prune(builder, "skills", keep=0) == []
+        assert builder.versions("skills") == ["v1", "v2"]
+        with pytest.raises(StoreLockedError, match="in use by a running reader"):
+            builder.drop("skills", "v1")
+        assert reader.count("skills", "v1") == 3  # still answering
+        reader.close()
+        assert not builder.in_use("skills", "v1")
+        assert prune(builder, "skills", keep=0) == ["skills/v1"]
+        assert builder.versions("skills") == ["v2"]
+
+
+def test_a_legacy_wal_version_is_readable_by_two_stores(tmp_path):
+    """Versions built before the WAL was turned off still open in several readers at once."""
+    import qdrant_edge as qe
+
+    settings = load_settings({"home": tmp_path, "engine": "edge"}, env={})
+    shard_dir = tmp_path / "index" / "edge" / "skills" / "old" / "shard"
+    shard_dir.parent.mkdir(parents=True)
+    cfg = qe.EdgeConfig(vectors={"tokens": qe.EdgeVectorParams(size=8, distance=qe.Distance.Cosine,
+                                                              multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim)),
+                                 "mean": qe.EdgeVectorParams(size=8, distance=qe.Distance.Dot)})
+    shard = qe.EdgeShard.create(str(shard_dir), cfg)
+    shard.update(qe.UpdateOperation.upsert_points([qe.Point(id=p.id, vector={"tokens": p.tokens, "mean": p.mean}, payload=p.payload)
+                                                   for p in _points(4)]))
+    shard.flush()
+    shard.close()
+    (shard_dir.parent / "manifest.json").write_text('{"created_at": "0"}')
+    assert (shard_dir / "wal").is_dir()
+    with open_store(settings) as a, open_store(settings) as b:
+        assert a.count("skills", "old") == 4 and b.count("skills", "old") == 4
 
 
 def test_local_mode_lock_is_a_clear_error(tmp_path):
