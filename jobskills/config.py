@@ -39,6 +39,8 @@ _ENV = {
     "shard_number": "JOBSKILLS_SHARD_NUMBER",
     "replication_factor": "JOBSKILLS_REPLICATION_FACTOR",
     "write_consistency_factor": "JOBSKILLS_WRITE_CONSISTENCY_FACTOR",
+    "api_key": "JOBSKILLS_API_KEY",
+    "reload_s": "JOBSKILLS_RELOAD_S",
 }
 
 
@@ -54,6 +56,10 @@ class Settings:
         engine: embedded engine when ``qdrant_url`` is unset (see :data:`ENGINES`).
         qdrant_url: a Qdrant server or cluster; when set the embedded engines are not used.
         threshold: overrides the threshold stored with the index (``None`` = use the stored one).
+        api_key: when set, ``serve`` answers only requests that carry it (``Authorization: Bearer KEY`` or
+            ``X-API-Key: KEY``); ``/healthz`` stays open for health checks.
+        reload_s: how often ``serve`` looks for a newly published (skills, titles) pair and moves to it;
+            0 pins the pair it started with.
     """
 
     home: Path = field(default_factory=lambda: Path("~/.jobskills").expanduser())
@@ -69,6 +75,8 @@ class Settings:
     shard_number: int = 1
     replication_factor: int = 1
     write_consistency_factor: int = 1
+    api_key: str | None = None
+    reload_s: float = 5.0
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -78,6 +86,8 @@ class Settings:
             raise ConfigError(f"threshold {self.threshold} is outside [-1, 1]")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not self.reload_s >= 0:
+            raise ConfigError(f"reload_s must be >= 0 seconds, got {self.reload_s}")
         for name in ("shard_number", "replication_factor", "write_consistency_factor"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
@@ -110,8 +120,9 @@ class Settings:
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "sources"}
         out["home"] = str(self.home)
-        if out.get("qdrant_api_key"):
-            out["qdrant_api_key"] = "***"
+        for secret in ("qdrant_api_key", "api_key"):
+            if out.get(secret):
+                out[secret] = "***"
         return out
 
     @classmethod
@@ -137,7 +148,7 @@ def _coerce(key: str, raw: Any) -> Any:
             return Path(str(raw)).expanduser()
         if key in _INT:
             return int(raw)
-        if key == "threshold":
+        if key in ("threshold", "reload_s"):
             return float(raw)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"setting {key}={raw!r} is not a valid {'integer' if key in _INT else 'number'}") from exc

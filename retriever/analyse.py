@@ -245,3 +245,16 @@ def write_summary(results: Any, path: Any) -> dict[str, Any]:
         w.writerow([o, labels[o], s_, labels[s_], n])
     atomic_write_text(Path(path), buf.getvalue())
     return {"path": str(path), "pairs": len(counts), "ads": ads}
+
+
+def analyse_extracted(
+    r: "Retriever", sentences: list, title: str | None = None, k: int = 5, title_method: str = "maxsim",
+    esco: "Esco | None" = None,
+) -> AdAnalysis:
+    """The analysis of one ad whose sentences were already extracted (the API extracts them through its fair
+    batcher, so a long ad does not hold the model alone)."""
+    from jobskills.esco import load_esco
+
+    if r.taxonomy != "esco-1.1.0":
+        raise InputError("ad analysis needs ESCO's occupation-skill relations: use the built-in esco-1.1.0 taxonomy")
+    return _analyse(r, esco or load_esco(), sentences, title, k, title_method)
