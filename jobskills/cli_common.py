@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Callable, Iterator, Optional, TypeVar
@@ -20,7 +21,7 @@ from jobskills.errors import JobskillsError
 
 __all__ = [
     "ModelOpt", "HomeOpt", "EngineOpt", "JsonOpt", "ThresholdOpt", "DeviceOpt", "TaxonomyOpt",
-    "settings_from", "emit_json", "err", "handle_errors", "progress_bar", "new_app",
+    "settings_from", "emit_json", "err", "handle_errors", "progress_bar", "ProgressReporter", "new_app",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -78,25 +79,66 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class ProgressReporter:
+    """``reporter(task, done, total)`` reports long work on stderr; ``reporter.note(task, text)`` adds a short
+    status beside it (e.g. the training loss). Callers that take a plain ``(task, done, total)`` callable accept
+    it unchanged; the note is optional (``getattr(progress, "note", None)``)."""
+
+    def __init__(self, bar: Any = None, every: float = 30.0, stream: Any = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self._bar = bar  # a rich Progress (terminal), or None: plain lines (log file, pipe), or silent if no stream
+        self._stream = stream
+        self._every = every
+        self._clock = clock
+        self._tasks: dict[str, Any] = {}
+        self._notes: dict[str, str] = {}
+        self._last: dict[str, float] = {}
+        self._printed: dict[str, tuple[int, int]] = {}
+
+    def __call__(self, task: str, done: int, total: int) -> None:
+        if self._bar is not None:
+            if task not in self._tasks:
+                self._tasks[task] = self._bar.add_task(task, total=total, note=self._notes.get(task, ""))
+            self._bar.update(self._tasks[task], completed=done, total=total, note=self._notes.get(task, ""))
+        elif self._stream is not None:
+            now = self._clock()
+            last = self._last.setdefault(task, now)  # the first report starts the clock: short work prints nothing
+            printed = self._printed.get(task)
+            finished = total > 0 and done >= total and printed is not None  # close a run that printed a line
+            if (now - last >= self._every or finished) and printed != (done, total):
+                self._last[task] = now
+                self._printed[task] = (done, total)
+                pct = f" ({100 * done / total:.0f}%)" if total > 0 else ""
+                note = self._notes.get(task)
+                self._stream.write(f"{task}: {done:,}/{total:,}{pct}" + (f", {note}" if note else "") + "\n")
+                self._stream.flush()
+
+    def note(self, task: str, text: str) -> None:
+        self._notes[task] = text
+        if self._bar is not None and task in self._tasks:
+            self._bar.update(self._tasks[task], note=text)
+
+
+#: seconds between plain progress lines when stderr is not a terminal
+PROGRESS_EVERY = 30.0
+
+
 @contextmanager
-def progress_bar(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
-    """A rich progress bar on stderr (only on a terminal and outside --json); yields ``update(task, done, total)``."""
-    if not enabled or not sys.stderr.isatty():
-        yield lambda task, done, total: None
+def progress_bar(enabled: bool, every: float | None = None) -> Iterator[ProgressReporter]:
+    """Progress of long work, always on stderr (stdout is for results): a rich bar on a terminal; elsewhere (a log
+    file, a pipe) one plain line at most every ``every`` seconds (default :data:`PROGRESS_EVERY`) and a last one
+    at the end, so an hour-long run is never silent. Off under --json. Yields a :class:`ProgressReporter`."""
+    if not enabled:
+        yield ProgressReporter()
+        return
+    if not sys.stderr.isatty():
+        yield ProgressReporter(every=PROGRESS_EVERY if every is None else every, stream=sys.stderr)
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    tasks: dict[str, Any] = {}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=Console(stderr=True), transient=False) as prog:
-
-        def update(task: str, done: int, total: int) -> None:
-            if task not in tasks:
-                tasks[task] = prog.add_task(task, total=total)
-            prog.update(tasks[task], completed=done, total=total)
-
-        yield update
+                  TextColumn("{task.fields[note]}"), console=Console(stderr=True), transient=False) as prog:
+        yield ProgressReporter(bar=prog)
 
 
 def setup_logging(verbose: int) -> None:

@@ -52,7 +52,9 @@ def _from_dict(data: dict[str, Any], source: str) -> ModelConfig:
 
 def calibration_path(home: Path, fingerprint: str, taxonomy: str | None = None) -> Path:
     """Where ``jobskills calibrate`` keeps a model's settings for a taxonomy (ESCO: ``<fingerprint>.json``)."""
-    suffix = "" if taxonomy in (None, "esco-1.1.0") else f"-{taxonomy}"
+    from jobskills.taxonomy import DEFAULT_TAXONOMY, check_taxonomy_name
+
+    suffix = "" if check_taxonomy_name(taxonomy) == DEFAULT_TAXONOMY else f"-{taxonomy}"
     return Path(home) / "calibration" / f"{fingerprint}{suffix}.json"
 
 

@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import io
 import json
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -24,28 +25,41 @@ from jobskills.errors import InputError
 from jobskills.esco import ESCO_VERSION, Esco, Group, Skill, load_esco
 from jobskills.fileio import atomic_write_text
 
-__all__ = ["DEFAULT_TAXONOMY", "skills_kind", "load_taxonomy", "import_csv", "list_taxonomies", "remove_taxonomy", "taxonomy_dir"]
+__all__ = [
+    "DEFAULT_TAXONOMY", "check_taxonomy_name", "skills_kind", "load_taxonomy", "import_csv", "list_taxonomies",
+    "remove_taxonomy", "taxonomy_dir",
+]
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_TAXONOMY = "esco-1.1.0"
-_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
+#: a name is a folder name, a collection-name part and a file-name part: nothing that can leave the home
+#: (``..``, ``/``) or break a line (``re.fullmatch``: ``$`` alone would accept a trailing newline)
+_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,40}")
+
+
+def check_taxonomy_name(name: str | None, builtin_ok: bool = True) -> str:
+    """The one check of a taxonomy name, for every command and path built from it; returns the name
+    (``None`` = the built-in ESCO). ``builtin_ok=False`` for names a user creates or removes."""
+    if name is None or name == DEFAULT_TAXONOMY:
+        if builtin_ok:
+            return DEFAULT_TAXONOMY
+        raise InputError(f"{DEFAULT_TAXONOMY} is the built-in taxonomy; choose another name")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise InputError(f"taxonomy name {name!r}: use lowercase letters, digits and '-' (a letter or digit first), "
+                         "at most 41 characters")
+    return name
 
 
 def skills_kind(taxonomy: str | None) -> str:
     """The store collection kind holding a taxonomy's skills (``skills`` for ESCO, as before)."""
-    if taxonomy in (None, DEFAULT_TAXONOMY):
+    if check_taxonomy_name(taxonomy) == DEFAULT_TAXONOMY:
         return "skills"
     return f"skills_{taxonomy}"
 
 
 def taxonomy_dir(home: Path, name: str) -> Path:
-    return Path(home) / "taxonomies" / name
-
-
-def _check_name(name: str) -> None:
-    if name == DEFAULT_TAXONOMY:
-        raise InputError(f"{DEFAULT_TAXONOMY} is the built-in taxonomy; choose another name")
-    if not _NAME.match(name):
-        raise InputError(f"taxonomy name {name!r}: use lowercase letters, digits and '-', at most 41 characters")
+    return Path(home) / "taxonomies" / check_taxonomy_name(name, builtin_ok=False)
 
 
 class CustomTaxonomy(Esco):
@@ -82,9 +96,9 @@ class CustomTaxonomy(Esco):
 
 def load_taxonomy(home: Path, name: str | None) -> Esco:
     """The packaged ESCO for ``None`` / ``esco-1.1.0``; else an imported taxonomy by name."""
-    if name in (None, DEFAULT_TAXONOMY):
+    if check_taxonomy_name(name) == DEFAULT_TAXONOMY:
         return load_esco()
-    folder = taxonomy_dir(home, name)
+    folder = taxonomy_dir(home, name)  # type: ignore[arg-type]
     try:
         meta = json.loads((folder / "taxonomy.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -105,7 +119,7 @@ def import_csv(
     replace: bool = False,
 ) -> dict[str, Any]:
     """Validate and store a CSV skill list; every problem names its line. Returns the taxonomy's metadata."""
-    _check_name(name)
+    check_taxonomy_name(name, builtin_ok=False)
     folder = taxonomy_dir(home, name)
     if folder.exists() and not replace:
         raise InputError(f"taxonomy {name!r} exists; remove it first or pass --replace")
@@ -180,14 +194,22 @@ def list_taxonomies(home: Path) -> list[dict[str, Any]]:
     base = Path(home) / "taxonomies"
     if base.is_dir():
         for meta_file in sorted(base.glob("*/taxonomy.json")):
+            try:  # a folder made by hand (or by an older jobskills) with a bad name must not break the listing
+                check_taxonomy_name(meta_file.parent.name, builtin_ok=False)
+            except InputError as exc:
+                logger.warning("skipping %s: %s", meta_file.parent, exc)
+                continue
             meta = json.loads(meta_file.read_text(encoding="utf-8"))
+            if meta.get("name") != meta_file.parent.name:
+                logger.warning("skipping %s: it names itself %r", meta_file.parent, meta.get("name"))
+                continue
             out.append({"builtin": False, **meta})
     return out
 
 
 def remove_taxonomy(home: Path, name: str) -> None:
     """Delete an imported taxonomy's folder (its collections are dropped by the caller)."""
-    _check_name(name)
+    check_taxonomy_name(name, builtin_ok=False)
     folder = taxonomy_dir(home, name)
     if not folder.exists():
         raise InputError(f"no taxonomy {name!r}")

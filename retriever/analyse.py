@@ -14,9 +14,10 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from jobskills.errors import InputError
 
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
 __all__ = ["AdSkill", "AdOccupation", "AdAnalysis", "analyse_ad", "RELATION_WEIGHT"]
 
 RELATION_WEIGHT = {"essential": 1.0, "optional": 0.5}
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -91,17 +96,23 @@ def _skill_idf(esco: "Esco") -> dict[str, float]:
     return {u: math.log(n / c) for u, c in df.items()}
 
 
+#: sentences per extraction call when progress is reported: small enough for a steady bar, large enough to
+#: fill the encoder's batches
+PROGRESS_CHUNK = 256
+
+
 def analyse_ad(
     r: "Retriever", text: str, title: str | None = None, k: int = 5, threshold: float | None = None,
-    title_method: str = "maxsim", esco: "Esco | None" = None,
+    title_method: str = "maxsim", esco: "Esco | None" = None, progress: Progress | None = None,
 ) -> AdAnalysis:
-    """Analyse one ad (``text``) with an optional job ``title``."""
-    return analyse_many(r, [text], [title], k, threshold, title_method, esco)[0]
+    """Analyse one ad (``text``) with an optional job ``title``; ``progress("sentences", done, total)`` is
+    called as the sentences go through (a 1 MB ad has thousands: minutes on a CPU)."""
+    return analyse_many(r, [text], [title], k, threshold, title_method, esco, progress=progress)[0]
 
 
 def analyse_many(
     r: "Retriever", texts: list[str], titles: list[str | None], k: int = 5, threshold: float | None = None,
-    title_method: str = "maxsim", esco: "Esco | None" = None, spans: Any = None,
+    title_method: str = "maxsim", esco: "Esco | None" = None, spans: Any = None, progress: Progress | None = None,
 ) -> list[AdAnalysis]:
     """Several ads at once: their sentences share encoder batches (``spans`` as in ``extract_many``)."""
     from jobskills.esco import load_esco
@@ -109,8 +120,30 @@ def analyse_many(
     if r.taxonomy != "esco-1.1.0":
         raise InputError("ad analysis needs ESCO's occupation-skill relations: use the built-in esco-1.1.0 taxonomy")
     esco = esco or load_esco()
-    per_ad = r.extract_many(texts, threshold=threshold, evidence_words=3, spans=spans)
+    if progress is None:
+        per_ad = r.extract_many(texts, threshold=threshold, evidence_words=3, spans=spans)
+    else:
+        per_ad = _extract_reporting(r, texts, threshold, spans, progress)
     return [_analyse(r, esco, sentences, title, k, title_method) for sentences, title in zip(per_ad, titles)]
+
+
+def _extract_reporting(r: "Retriever", texts: list[str], threshold: float | None, spans: Any, progress: Progress) -> list[list[Any]]:
+    """``extract_many`` in chunks of sentences, reporting after each (each sentence is scored on its own, so the
+    chunks give the same results)."""
+    spans = [list(s) for s in spans] if spans is not None else [r.split(t) for t in texts]
+    total = sum(map(len, spans))
+    logger.info("analysing %d sentences in %d ad(s)", total, len(texts))
+    done = 0
+    progress("sentences", 0, total)
+    out: list[list[Any]] = []
+    for text, ad_spans in zip(texts, spans):
+        sentences: list[Any] = []
+        for i in range(0, len(ad_spans), PROGRESS_CHUNK):
+            sentences += r.extract_many([text], threshold=threshold, evidence_words=3, spans=[ad_spans[i : i + PROGRESS_CHUNK]])[0]
+            done += min(PROGRESS_CHUNK, len(ad_spans) - i)
+            progress("sentences", done, total)
+        out.append(sentences)
+    return out
 
 
 _INDEX: dict[int, tuple[dict[str, float], dict[str, list[tuple[str, str]]], dict[str, int]]] = {}

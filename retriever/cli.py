@@ -12,28 +12,55 @@ from jobskills.cli_common import (
     DeviceOpt, EngineOpt, HomeOpt, JsonOpt, ModelOpt, TaxonomyOpt, ThresholdOpt, emit_json, handle_errors, progress_bar, settings_from,
 )
 from jobskills.errors import InputError
+from retriever.text import MAX_TEXT_CHARS, require_words
 
 KOpt = Annotated[int, typer.Option("-k", "--top", min=1, max=1000, help="How many results.")]
 
 
 def _open(model: str | None, home: Path | None, engine: str | None, device: str | None, threshold: float | None = None,
           candidates: str = "bound", taxonomy: str | None = None) -> Any:
+    from jobskills.taxonomy import check_taxonomy_name
     from retriever.pipeline import Retriever
+
+    check_taxonomy_name(taxonomy)  # before the store or the model is touched
 
     return Retriever(settings_from(model=model, home=home, engine=engine, device=device, threshold=threshold),
                      candidates=candidates, taxonomy=taxonomy)
 
 
-def _read_text(text: str | None, file: Path | None) -> str:
+def _too_long(source: str, size: str, command: str) -> InputError:
+    return InputError(
+        f"{source} has {size}, over the {MAX_TEXT_CHARS:,}-character limit for one text; for many ads, put one per "
+        f"line of a JSONL file and use corpus mode: jobskills {command} --file ads.jsonl --text-field text --out results.jsonl"
+    )
+
+
+def _read_text(text: str | None, file: Path | None, command: str = "extract") -> str:
+    """The text to analyse, refused when over :data:`MAX_TEXT_CHARS` before any model is loaded (a 4 GB file is
+    not even read: no UTF-8 character is longer than 4 bytes)."""
     if (text is None) == (file is None):
         raise InputError("give either TEXT or --file PATH (use --file - for stdin)")
     if file is None:
+        if len(text) > MAX_TEXT_CHARS:  # type: ignore[arg-type]
+            raise _too_long("the text", f"{len(text):,} characters", command)  # type: ignore[arg-type]
         return text  # type: ignore[return-value]
-    data = sys.stdin.buffer.read() if str(file) == "-" else Path(file).read_bytes()
+    cap = 4 * MAX_TEXT_CHARS
+    if str(file) == "-":
+        data = sys.stdin.buffer.read(cap + 1)
+        if len(data) > cap:
+            raise _too_long("stdin", f"over {cap:,} bytes", command)
+    else:
+        size = Path(file).stat().st_size
+        if size > cap:
+            raise _too_long(str(file), f"{size:,} bytes", command)
+        data = Path(file).read_bytes()
     try:
-        return data.decode("utf-8")
+        body = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(f"{file} is not UTF-8 text (byte {exc.start}): convert it, e.g. iconv -f latin1 -t utf-8") from None
+    if len(body) > MAX_TEXT_CHARS:
+        raise _too_long("stdin" if str(file) == "-" else str(file), f"{len(body):,} characters", command)
+    return body
 
 
 def _need_corpus_files(file: Path | None, out: Path | None) -> None:
@@ -87,6 +114,7 @@ def extract(
     body = _read_text(text, file)
     if not body.strip():
         raise InputError("the text is empty; give a sentence or a job ad")
+    require_words(body)  # before the model loads
     with _open(model, home, engine, device, threshold, candidates, taxonomy) as r:
         results = r.extract(body, redundancy=not no_redundancy, evidence_words=evidence)
         prov = r.provenance()
@@ -138,6 +166,9 @@ def titles(
     json_out: JsonOpt = False,
 ) -> None:
     """Nearest ESCO occupations for a job title, with the ESCO title that matched and the ISCO group."""
+    if not query.strip():
+        raise InputError("the job title is empty")
+    require_words(query, "the job title")  # emoji alone once got confident hits; extract refuses them too
     with _open(model, home, engine, device) as r:
         matches = r.titles(query, k, method=method)
         prov = r.provenance()
@@ -173,8 +204,10 @@ def evaluate(
     json_out: JsonOpt = False,
 ) -> None:
     """Measure the index on a benchmark: RP@K, MRR, P/R/F1, redundancy, candidate recall, speed (or title accuracy)."""
+    from jobskills.taxonomy import check_taxonomy_name
     from retriever import evaluate as ev
 
+    check_taxonomy_name(taxonomy)
     kind = ev.bench_kind(bench)
     with _open(model, home, engine, device, threshold, candidates, taxonomy) as r:
         warnings = []
@@ -228,9 +261,11 @@ def calibrate(
     json_out: JsonOpt = False,
 ) -> None:
     """Sweep the threshold, keep the best F1 (redundancy filter on), store it with the index and the model."""
+    from jobskills.taxonomy import check_taxonomy_name
     from retriever import evaluate as ev
     from retriever.calibrate import plot_curve, store_calibration, sweep_thresholds
 
+    check_taxonomy_name(taxonomy)
     if ev.bench_kind(dev) != "extraction":
         raise InputError(f"{dev} is not a skill-extraction benchmark ({{text, skills}} lines)")
     with _open(model, home, engine, device, taxonomy=taxonomy) as r:
@@ -282,11 +317,12 @@ def analyse(
                                    summary=summary)
         _report_corpus(stats, json_out)
         return
-    body = _read_text(text, file)
+    body = _read_text(text, file, "analyse")
     if not body.strip():
         raise InputError("the ad is empty")
-    with _open(model, home, engine, device, threshold) as r:
-        result = analyse_ad(r, body, title=title, k=k)
+    require_words(body, "the ad")
+    with _open(model, home, engine, device, threshold) as r, progress_bar(not json_out) as update:
+        result = analyse_ad(r, body, title=title, k=k, progress=update)
     if json_out:
         emit_json(result.to_dict())
         return
@@ -309,14 +345,18 @@ def analyse(
 
 @handle_errors
 def serve(
-    host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option("--host", help="Interface to bind (the default serves this machine only; see the README before 0.0.0.0).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Worker processes, each with its own model copy.")] = 1,
     model: ModelOpt = None,
     home: HomeOpt = None,
     engine: EngineOpt = None,
     device: DeviceOpt = None,
 ) -> None:
-    """Serve the HTTP API (OpenAPI docs at /docs): /extract, /search, /titles, /healthz, /info."""
+    """Serve the HTTP API (OpenAPI docs at /docs): /extract, /analyse, /search, /titles, /healthz, /info.
+    JOBSKILLS_API_KEY turns on the API key; JOBSKILLS_RELOAD_S sets how often it looks for a new index."""
+    import os
+
     import uvicorn
 
     from retriever.api import create_app
@@ -324,10 +364,20 @@ def serve(
 
     settings = settings_from(model=model, home=home, engine=engine, device=device)
     r = Retriever(settings)  # load before binding: a bad index or model fails here, with one line
-    try:
-        uvicorn.run(create_app(retriever=r), host=host, port=port, log_level="info")
-    finally:
-        r.close()
+    if workers == 1:
+        try:
+            uvicorn.run(create_app(retriever=r), host=host, port=port, log_level="info")
+        finally:
+            r.close()
+        return
+    r.close()
+    # each worker process builds its app from the environment: hand it the settings resolved here
+    for key, var in (("home", "JOBSKILLS_HOME"), ("model", "JOBSKILLS_MODEL"), ("engine", "JOBSKILLS_ENGINE"),
+                     ("device", "JOBSKILLS_DEVICE")):
+        value = getattr(settings, key)
+        if value is not None:
+            os.environ[var] = str(value)
+    uvicorn.run("retriever.api:app_from_env", factory=True, workers=workers, host=host, port=port, log_level="info")
 
 
 def register(app: typer.Typer) -> None:

@@ -57,9 +57,28 @@ def test_occupation_from_its_own_essential_skills(case, esco):
     assert json.dumps(with_title.to_dict())  # serialisable
 
 
-def test_cli_analyse(tmp_path, esco):
+def test_a_long_ad_reports_progress_and_gets_the_same_answer(case, esco, monkeypatch):
+    """Issue 16.16: a 1 MB ad ran for minutes with no output. Its sentences now go through in chunks, each
+    reported; chunking does not change what is found."""
+    import retriever.analyse as analyse_mod
+
+    r, target, essential = case
+    ad = "\n".join(f"- You will {esco.skills[u].label}." for u in essential[:12]) + "\nFree coffee. Flexible hours."
+    plain = analyse_ad(r, ad, threshold=0.5)
+    monkeypatch.setattr(analyse_mod, "PROGRESS_CHUNK", 5)
+    calls = []
+    reported = analyse_ad(r, ad, threshold=0.5, progress=lambda task, done, total: calls.append((task, done, total)))
+    n = plain.sentences
+    assert n == 14 and calls == [("sentences", d, n) for d in (0, 5, 10, 14)]
+    assert [(s.uri, s.sentences) for s in reported.skills] == [(s.uri, s.sentences) for s in plain.skills]
+    assert [s.score for s in reported.skills] == pytest.approx([s.score for s in plain.skills], abs=1e-5)
+    assert [o.uri for o in reported.occupations] == [o.uri for o in plain.occupations]
+
+
+def test_cli_analyse(tmp_path, esco, monkeypatch):
     from typer.testing import CliRunner
 
+    from jobskills import cli_common
     from jobskills.cli import app
 
     runner = CliRunner()
@@ -74,6 +93,13 @@ def test_cli_analyse(tmp_path, esco):
     assert res.exit_code == 0 and "occupations:" in res.output
     res = runner.invoke(app, ["analyse", "--home", str(tmp_path), "  "])
     assert res.exit_code == 1 and "empty" in res.output
+    # progress on stderr (plain lines off a terminal; one per interval, here every report), results on stdout
+    monkeypatch.setattr(cli_common, "PROGRESS_EVERY", 0.0)
+    ad = "\n".join(["Manage musical staff.", "Coordinate duties of musical staff."] * 3)
+    res = runner.invoke(app, ["analyse", "--home", str(tmp_path), ad])
+    assert res.exit_code == 0 and "sentences: 6/6 (100%)" in res.stderr and "sentences:" not in res.stdout
+    res = runner.invoke(app, ["analyse", "--home", str(tmp_path), "--json", ad])
+    assert res.exit_code == 0 and res.stderr == "" and json.loads(res.stdout)["sentences"] == 6
 
 
 def test_corpus_mode_resume_and_summary(tmp_path, esco):

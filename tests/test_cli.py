@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -35,10 +36,18 @@ def test_help_does_not_import_torch():
 
 
 def test_help_lists_commands(runner):
+    """Each command has its own row in the Commands panel (the app's description also says "titles")."""
+    import click
+    import typer
+
     res = runner.invoke(app, ["--help"])
     assert res.exit_code == 0
-    for cmd in ("index", "extract", "search", "titles", "info"):
-        assert cmd in res.output
+    panel = res.output[res.output.index("Commands"):]
+    rows = [m.group(1) for m in re.finditer(r"^\W (\S+)  +\S", panel, flags=re.MULTILINE)]
+    group = typer.main.get_command(app)
+    registered = group.list_commands(click.Context(group))
+    assert sorted(rows) == sorted(registered)
+    assert {"index", "info", "extract", "search", "titles", "eval", "calibrate", "analyse", "serve", "taxonomy"} <= set(rows)
 
 
 def test_index_json_and_info(runner, home):
@@ -145,3 +154,34 @@ def test_a_home_that_is_a_file_and_an_unknown_taxonomy_are_one_line_errors(tmp_p
     assert afile.read_text() == "mine"
     res = runner.invoke(app, ["extract", "--home", str(tmp_path / "h"), "--taxonomy", "nosuch", "Python developer"])
     assert res.exit_code == 1 and "no taxonomy 'nosuch'" in res.output and "jobskills index" not in res.output
+
+
+@pytest.mark.parametrize("command", ["extract", "analyse"])
+def test_a_text_over_the_limit_is_refused_before_the_model_loads(runner, tmp_path, command):
+    """Issue 16.14: a 2 MB --file waited for a 7.5 s model load, then advised --file. The size check now comes
+    first (a model that does not exist is never reached) and points at corpus mode."""
+    big = tmp_path / "ad.txt"
+    big.write_text("We need Python developers. " * 80_000, encoding="utf-8")  # 2.16 M characters
+    res = runner.invoke(app, [command, "--file", str(big), "--model", "/nonexistent/model", "--home", str(tmp_path / "h")])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "2,160,000 characters" in lines[0] and "2,000,000-character limit" in lines[0]
+    assert f"jobskills {command} --file ads.jsonl --text-field text --out results.jsonl" in lines[0]
+    assert "does not exist" not in res.output and not (tmp_path / "h").exists()  # no store opened, no model loaded
+    # stdin is bounded too, and a file too large to hold is refused by its size without reading it
+    res = runner.invoke(app, [command, "--file", "-", "--model", "/nonexistent/model", "--home", str(tmp_path / "h")],
+                        input="x " * 1_000_001)
+    assert res.exit_code == 1 and "stdin has 2,000,002 characters" in res.output
+    huge = tmp_path / "huge.txt"
+    with open(huge, "wb") as fh:
+        fh.truncate(8_000_001)  # sparse: 8 MB of zeros on paper
+    res = runner.invoke(app, [command, "--file", str(huge), "--home", str(tmp_path / "h")])
+    assert res.exit_code == 1 and "8,000,001 bytes" in res.output
+
+
+def test_titles_refuses_a_text_without_words_like_extract(runner, tmp_path):
+    """Issue 16.15: emoji alone got confident title hits while extract refused them."""
+    for args in (["titles", "🚀🔥 ✨"], ["extract", "🚀🔥 ✨"], ["titles", "—!?"]):
+        res = runner.invoke(app, [*args, "--model", "/nonexistent/model", "--home", str(tmp_path)])
+        assert res.exit_code == 1 and "has no words to analyse" in res.output, res.output
+        assert len([ln for ln in res.output.splitlines() if ln.strip()]) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,10 @@ from typer.testing import CliRunner
 from jobskills.cli import app
 from jobskills.models import shipped_dir
 from jobskills.errors import InputError
-from jobskills.taxonomy import import_csv, load_taxonomy
+from jobskills.modelconfig import calibration_path
+from jobskills.taxonomy import (
+    DEFAULT_TAXONOMY, check_taxonomy_name, import_csv, list_taxonomies, load_taxonomy, remove_taxonomy, skills_kind, taxonomy_dir,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -110,7 +114,9 @@ def test_non_utf8_and_bad_names(tmp_path):
         import_csv(tmp_path, "Bad Name", IT)
 
 
-def test_remove_drops_only_its_collections(home):
+def test_remove_drops_only_its_collections(home, tmp_path):
+    """On a copy of the module's home: removing must not change what the other tests see, in any order."""
+    home = Path(shutil.copytree(home, tmp_path / "home"))
     runner = CliRunner()
     before = json.loads(runner.invoke(app, ["info", "--home", str(home), "--json"]).stdout)
     assert before["skills_it-skills"]["live"]
@@ -121,3 +127,62 @@ def test_remove_drops_only_its_collections(home):
     assert after["skills"]["live"] == before["skills"]["live"] and after["titles"]["live"] == before["titles"]["live"]
     res = runner.invoke(app, ["extract", "--taxonomy", "it-skills", "--home", str(home), "python"])
     assert res.exit_code == 1 and "it-skills" in res.output and "Traceback" not in res.output
+
+
+BAD_NAMES = ["../../x", "evil\n", "a/b", "..", ".hidden", "", "Bad", "x" * 42, "-lead", "it skills", "é"]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_one_name_check_guards_every_path_built_from_a_name(tmp_path, name):
+    """Issue 16.10: `--taxonomy ../../x` read a taxonomy outside the home; a trailing newline passed `$`."""
+    outside = tmp_path / "x"
+    outside.mkdir()
+    (outside / "taxonomy.json").write_text(json.dumps({"name": "x", "fingerprint": "f"}))
+    home = tmp_path / "a" / "b"  # ../../x from <home>/taxonomies is tmp_path/a/x; from home itself it is tmp_path/x
+    for call in (lambda: check_taxonomy_name(name), lambda: load_taxonomy(home, name), lambda: skills_kind(name),
+                 lambda: taxonomy_dir(home, name), lambda: remove_taxonomy(home, name),
+                 lambda: import_csv(home, name, IT, *COLS[1::2][:2]), lambda: calibration_path(home, "fp", name)):
+        with pytest.raises(InputError, match="taxonomy name"):
+            call()
+    assert not home.exists()
+
+
+def test_good_names_and_the_builtin_one():
+    assert check_taxonomy_name(None) == check_taxonomy_name(DEFAULT_TAXONOMY) == DEFAULT_TAXONOMY
+    assert check_taxonomy_name("it-skills") == "it-skills" and check_taxonomy_name("x" * 41) == "x" * 41
+    assert skills_kind(None) == "skills" and skills_kind("it-skills") == "skills_it-skills"
+    with pytest.raises(InputError, match="built-in"):
+        check_taxonomy_name(DEFAULT_TAXONOMY, builtin_ok=False)
+
+
+@pytest.mark.parametrize("command", [
+    ["index"], ["extract", "Python developer"], ["search", "python"], ["calibrate", str(IT)], ["eval", str(IT)],
+    ["taxonomy", "remove"], ["synth", "skills", "--out", "o.jsonl"], ["train", "--no-reindex"],
+])
+@pytest.mark.parametrize("name", ["../../x", "evil\n"])
+def test_every_command_refuses_a_bad_name_in_one_line(tmp_path, command, name):
+    home = tmp_path / "home"
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "taxonomy.json").write_text(json.dumps({"name": "x", "fingerprint": "f"}))
+    args = [*command, name] if command == ["taxonomy", "remove"] else [*command, "--taxonomy", name]
+    res = CliRunner().invoke(app, [*args, "--home", str(home)])
+    assert res.exit_code == 1, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: taxonomy name") and "Traceback" not in res.output
+
+
+def test_a_name_with_a_newline_is_refused_and_a_bad_folder_does_not_break_the_listing(tmp_path):
+    runner = CliRunner()
+    home = tmp_path / "home"
+    res = runner.invoke(app, ["taxonomy", "add", "evil\n", str(IT), *COLS, "--home", str(home)])
+    assert res.exit_code == 1 and "taxonomy name 'evil\\n'" in res.output
+    assert not (home / "taxonomies").exists() or not any((home / "taxonomies").iterdir())
+    # a folder made by hand (or by an older jobskills that let the name in) is skipped, not fatal
+    bad = home / "taxonomies" / "evil\n"
+    bad.mkdir(parents=True)
+    (bad / "taxonomy.json").write_text(json.dumps({"name": "evil\n", "fingerprint": "f", "skills": 1}))
+    assert [t["name"] for t in list_taxonomies(home)] == [DEFAULT_TAXONOMY]
+    res = runner.invoke(app, ["taxonomy", "list", "--home", str(home), "--json"])
+    assert res.exit_code == 0 and [t["name"] for t in json.loads(res.stdout)] == [DEFAULT_TAXONOMY]
+    res = runner.invoke(app, ["info", "--home", str(home), "--json"])
+    assert res.exit_code == 0, res.output

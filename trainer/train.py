@@ -210,11 +210,20 @@ def _quiet(trainer: Any) -> None:
 
 
 class _ProgressCallback(TrainerCallback):
-    """Forwards training steps to the CLI's progress bar and keeps the log lines for the report."""
+    """Forwards training steps to the CLI's progress (a bar on a terminal, periodic lines elsewhere), with the
+    latest loss and dev RP@5 beside it: with tqdm off, this is all a long run shows. Keeps the log for the report."""
 
     def __init__(self, progress: Progress | None, log: list[dict[str, Any]]) -> None:
         self.progress = progress
         self.log = log
+        self.loss: float | None = None
+        self.rp5: float | None = None
+
+    def _note(self) -> None:
+        note = getattr(self.progress, "note", None)  # optional: a plain (task, done, total) callable has none
+        parts = ([f"loss {self.loss:.4f}"] if self.loss is not None else []) + ([f"dev RP@5 {self.rp5:.4f}"] if self.rp5 is not None else [])
+        if note and parts:
+            note("train", ", ".join(parts))
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         if self.progress:
@@ -224,6 +233,14 @@ class _ProgressCallback(TrainerCallback):
         if logs:
             self.log.append({"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, (int, float))}})
             logger.info("step %d: %s", state.global_step, logs)
+            if isinstance(logs.get("loss"), (int, float)):
+                self.loss = float(logs["loss"])
+            rp5 = next((v for k, v in logs.items() if k.endswith("_rp@5") and isinstance(v, (int, float))), None)
+            if rp5 is not None:
+                self.rp5 = float(rp5)
+            self._note()
+            if self.progress:  # show the new note now, not at the next step
+                self.progress("train", state.global_step, state.max_steps)
 
 
 def train(settings: Settings, cfg: TrainConfig, progress: Progress | None = None, esco: Esco | None = None) -> TrainReport:
@@ -300,12 +317,18 @@ def train(settings: Settings, cfg: TrainConfig, progress: Progress | None = None
         dev_examples = load_extraction_bench(cfg.dev, {p["uri"] for _, p in skill_items(esco)})
         evaluator = RankingEvaluator(dev_examples, esco, base_cfg.score, lengths=(serve_length, train_length))
     report = TrainReport(model=str(out), dataset=mix, device=device, precision=precision)
-    if evaluator is not None and not cfg.resume:
-        report.before = evaluator.metrics(model, encoder.path)
-        logger.info("dev ranking before training: %s", report.before)
-
     steps_per_epoch = max(1, len(dataset) // cfg.batch_size)
     total = cfg.max_steps if cfg.max_steps > 0 else int(steps_per_epoch * cfg.epochs)
+    if evaluator is not None and not cfg.resume:
+        note = getattr(progress, "note", None)
+        if note and progress:  # encoding every skill for the dev ranking takes minutes on a CPU: say so
+            note("train", "dev ranking before training")
+            progress("train", 0, total)
+        report.before = evaluator.metrics(model, encoder.path)
+        logger.info("dev ranking before training: %s", report.before)
+        if note:
+            note("train", f"dev RP@5 {report.before.get('rp@5', float('nan')):.4f} before training")
+
     eval_steps = cfg.eval_steps or max(1, min(steps_per_epoch, total // 4 or 1))
     args = SentenceTransformerTrainingArguments(
         output_dir=str(ckpt_dir),
