@@ -78,3 +78,41 @@ def test_page_shows_skills_and_highlights(server, tmp_path):
             page.screenshot(path=target, full_page=True)
         browser.close()
     assert (tmp_path / "page.png").stat().st_size > 10_000
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_page_asks_for_the_api_key_and_then_works(edge_index, encoder):
+    """Issue 16.9: with JOBSKILLS_API_KEY set the page's request gets a 401, the page asks for the key once, and
+    the retried request succeeds."""
+    import dataclasses
+
+    import uvicorn
+
+    playwright = pytest.importorskip("playwright.sync_api")
+    settings, store = edge_index
+    r = Retriever(dataclasses.replace(settings, api_key="k-123"), store=store, encoder=encoder)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(create_app(retriever=r), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not srv.started and time.time() < deadline:
+        time.sleep(0.05)
+    asked = []
+    try:
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page()
+            page.on("dialog", lambda d: (asked.append(d.message), d.accept("k-123")))
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.fill("#text", "We are looking for a conductor to manage musical staff.")
+            page.click("#go")
+            page.wait_for_selector("tr.skill", timeout=60_000)
+            assert page.locator("#error").inner_text() == ""
+            browser.close()
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
+    assert asked == ["This server needs an API key:"]
