@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -11,7 +12,7 @@ from jobskills.cli import app
 from jobskills.errors import InputError
 from retriever import evaluate as ev
 from retriever.pipeline import Retriever
-from tests.conftest import HOUSE_DEV, SHARED, house_rows
+from tests.conftest import HOUSE_DEV, house_rows
 
 
 def test_rp_and_mrr_hand_computed():
@@ -64,10 +65,19 @@ def test_bench_errors_name_the_line(tmp_path, content, message):
         ev.load_extraction_bench(path, known_uris={"http://known"})
 
 
-def test_bench_kinds_and_title_errors(tmp_path):
-    if (SHARED / "bench" / "jobnorm_jobbert_validation.jsonl").is_file():
-        assert ev.bench_kind(SHARED / "bench" / "jobnorm_jobbert_validation.jsonl") == "titles"
-        assert ev.bench_kind(HOUSE_DEV) == "extraction"
+DATA = Path(__file__).parent / "data"
+
+
+def test_bench_kinds_and_title_errors(tmp_path, esco):
+    """Small benchmark files of both kinds ship with the tests (the shared dev sets are not always there)."""
+    assert ev.bench_kind(DATA / "bench_titles.jsonl") == "titles"
+    assert ev.bench_kind(DATA / "bench_skills.jsonl") == "extraction"
+    titles = ev.load_title_bench(DATA / "bench_titles.jsonl", set(esco.occupations))
+    assert len(titles) == 3
+    examples = ev.load_extraction_bench(DATA / "bench_skills.jsonl", set(esco.skills))
+    assert [len(e.skills) for e in examples] == [2, 1, 0]
+    with pytest.raises(InputError, match=":1: unknown skill URI"):
+        ev.load_extraction_bench(DATA / "bench_skills.jsonl", {"http://other"})
     p = tmp_path / "t.jsonl"
     p.write_text('{"title": "cook", "occupation": "http://o1"}\n{"title": "", "occupation": "http://o1"}\n')
     assert ev.bench_kind(p) == "titles"

@@ -48,39 +48,74 @@ def test_other_languages_run_and_say_little(memory_index, encoder):
 
 
 def test_full_disk_while_indexing_keeps_old_index(tmp_path, encoder, esco, monkeypatch):
+    """ENOSPC as the OS raises it: the shard's write fails with errno 28 mid-build, then the manifest write hits a
+    real full device (/dev/full); the project's own handling must name it, clean up and keep the old index."""
     from indexer.build import build_index
 
     settings = load_settings({"home": tmp_path, "engine": "edge"}, env={})
     with open_store(settings) as store:
         build_index(settings, store, encoder, esco=esco, kinds=("skills",), limit=10)
         live = store.current("skills")
-        real_upsert = EdgeStore.upsert
-        calls = []
+        writes = []
 
-        def upsert_until_full(self, kind, version, points):
-            calls.append(1)
-            if len(calls) > 1:
-                raise StoreError(f"writing to index {kind}/{version} failed: {OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))}")
-            return real_upsert(self, kind, version, points)
+        class FullDisk:
+            """An edge shard on a disk that fills up after its first write."""
 
-        monkeypatch.setattr(EdgeStore, "upsert", upsert_until_full)
-        with pytest.raises(StoreError, match="No space left on device"):
+            def __init__(self, shard):
+                self._inner = shard
+
+            def update(self, op):
+                writes.append(1)
+                if len(writes) > 1:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                return self._inner.update(op)
+
+            def __getattr__(self, name):
+                return getattr(self._inner, name)
+
+        real_shard = EdgeStore._shard
+        monkeypatch.setattr(EdgeStore, "_shard", lambda self, kind, version: FullDisk(real_shard(self, kind, version)))
+        with pytest.raises(StoreError, match=r"^writing to index skills/\S+ failed") as caught:
             build_index(settings.__class__(**{**settings.to_dict(), "home": tmp_path, "batch_size": 4}), store, encoder,
                         esco=esco, kinds=("skills",), limit=20)
-        monkeypatch.setattr(EdgeStore, "upsert", real_upsert)
+        assert isinstance(caught.value.__cause__, OSError) and caught.value.__cause__.errno == errno.ENOSPC
+        assert len(writes) == 2
+        monkeypatch.undo()
         assert store.current("skills") == live and store.all_versions("skills") == [live]
         assert len(Retriever(settings, store=store, encoder=encoder).skills) == 10
 
-    # the manifest write itself hitting a full disk: the version is never published
-    def no_space(*a, **k):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    # the manifest write meets a device that is really full: its temp file is /dev/full, the kernel says ENOSPC
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full on this system")
+    planted = []
+    real_create = EdgeStore.create
+
+    def create_on_full_device(self, kind, version, dim):
+        real_create(self, kind, version, dim)
+        tmp = self.root / kind / version / f".manifest.json.{os.getpid()}.tmp"  # atomic_write_text's temp name
+        tmp.symlink_to("/dev/full")
+        planted.append(tmp)
 
     with open_store(settings) as store:
-        monkeypatch.setattr("jobskills.store.atomic_write_text", no_space)
-        with pytest.raises(StoreError, match="No space left"):
+        monkeypatch.setattr(EdgeStore, "create", create_on_full_device)
+        with pytest.raises(StoreError, match="manifest.json: \\[Errno 28\\] No space left on device") as caught:
             build_index(settings, store, encoder, esco=esco, kinds=("skills",), limit=12)
         monkeypatch.undo()
+        assert caught.value.__cause__.errno == errno.ENOSPC
+        assert planted and not planted[0].is_symlink()  # the temp file was removed
+        assert not (planted[0].parent / "manifest.json").exists()  # the version never became complete
         assert store.current("skills") == live
+
+
+def _allocated(folder: Path) -> int:
+    """Bytes really allocated under ``folder`` (preallocated, sparse files count only what was written)."""
+    total = 0
+    for p in folder.rglob("*"):
+        try:
+            total += p.stat().st_blocks * 512 if p.is_file() else 0
+        except FileNotFoundError:  # the builder renames files as it goes
+            pass
+    return total
 
 
 def test_index_killed_midway_leaves_old_index_serving(tmp_path):
@@ -96,7 +131,13 @@ def test_index_killed_midway_leaves_old_index_serving(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and len([p for p in skills_dir.iterdir() if p.is_dir()]) < 2:
         time.sleep(0.2)
-    time.sleep(1.0)  # let it write some points
+    new = next(p for p in skills_dir.iterdir() if p.is_dir() and p.name != live)
+    # kill once points are on disk: the new version's allocated bytes grow as batches land (polled, no fixed sleep)
+    empty = _allocated(new)
+    while time.time() < deadline and _allocated(new) < empty + 256 * 1024 and proc.poll() is None:
+        time.sleep(0.1)
+    assert proc.poll() is None, "the build ended before it could be killed"
+    assert _allocated(new) >= empty + 256 * 1024, "no points were written within the deadline"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert len([p for p in skills_dir.iterdir() if p.is_dir()]) == 2  # the half-built version is there...

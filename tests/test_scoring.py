@@ -47,13 +47,22 @@ def test_batched_equals_pairwise_equals_formula(real_batch, cfg):
 
 
 def test_padding_and_chunking_do_not_change_scores(real_batch, encoder):
+    """A padded row scores as its real tokens alone do (scorer), and as the sentence encoded alone, without any
+    padding, does (encoder + scorer)."""
     sent, skills = real_batch
     full = score_all(sent.tokens, sent.mask, skills)
-    for i in (0, 5):
-        alone = encoder.encode([encoder.tokenizer.decode(sent.input_ids[i][sent.mask[i]][1:-1])])
-        single = score_all(sent.tokens[i : i + 1], sent.mask[i : i + 1], skills)
-        torch.testing.assert_close(single[0], full[i], atol=1e-6, rtol=0)
-        assert alone.tokens.shape[1] <= sent.tokens.shape[1]
+    lengths = sent.mask.sum(1)
+    padded = [i for i in range(len(sent)) if lengths[i] < sent.mask.shape[1]]
+    assert len(padded) >= 2, "the batch must hold padded rows for this test to mean anything"
+    texts = [r["text"] for r in house_rows()[:12]]
+    for i in padded[:3]:
+        real = sent.token_rows(i)
+        assert real.shape[0] == int(lengths[i]) < sent.tokens.shape[1]
+        unpadded = score_all(real[None], torch.ones(1, real.shape[0], dtype=torch.bool), skills)
+        torch.testing.assert_close(unpadded[0], full[i], atol=1e-6, rtol=0)
+        alone = encoder.encode([texts[i]])
+        assert bool(alone.mask.all()) and alone.tokens.shape[1] == int(lengths[i])  # no padding at all
+        torch.testing.assert_close(score_all(alone.tokens, alone.mask, skills)[0], full[i], atol=1e-4, rtol=0)
     for chunk in (1, 3, 1000):
         torch.testing.assert_close(score_all(sent.tokens, sent.mask, skills, chunk_size=chunk), full, atol=1e-6, rtol=0)
 
