@@ -22,17 +22,27 @@ pytestmark = pytest.mark.integration
 
 
 class Script:
-    """Per skill label, the behaviours of successive calls: 'ok', 429, 500, 'invalid', 'slow'."""
+    """Per skill label, the behaviours of successive calls: 'ok', 429, 500, 'invalid', 'slow'. With
+    ``hold_after`` = N, the call after the first N waits (``held`` is set) until ``release`` is set."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """A fresh script for each test: no plans, no call counts left over from another test."""
         self.plans: dict[str, list] = {}
         self.calls: dict[str, int] = defaultdict(int)
         self.delay = 0.0
+        self.total = 0
+        self.hold_after: int | None = None
+        self.held = threading.Event()
+        self.release = threading.Event()
 
     def next(self, key: str):
         plan = self.plans.get(key, ["ok"])
         i = self.calls[key]
         self.calls[key] += 1
+        self.total += 1
         return plan[min(i, len(plan) - 1)]
 
 
@@ -47,6 +57,9 @@ def _fake_app(script: Script) -> FastAPI:
         prompt = body["messages"][1]["content"]
         key = prompt.split("\n", 1)[0].removeprefix("Skill: ")
         action = script.next(key)
+        if script.hold_after is not None and script.total > script.hold_after:
+            script.held.set()
+            await asyncio.get_running_loop().run_in_executor(None, script.release.wait, 60)
         if script.delay:
             await asyncio.sleep(script.delay)
         if action in (429, 500):
@@ -71,22 +84,39 @@ def _fake_app(script: Script) -> FastAPI:
     return app
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
-def server():
+def _server():
     import uvicorn
 
     script = Script()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(_fake_app(script), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
+    deadline = time.monotonic() + 30
     while not srv.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the fake endpoint did not start within 30 s"
         time.sleep(0.05)
     yield f"http://127.0.0.1:{port}/v1", script
+    script.release.set()
     srv.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture
+def server(_server):
+    """The module's endpoint with a fresh script: no test depends on what another one asked before it."""
+    url, script = _server
+    script.release.set()  # let go of anything a previous test held
+    script.reset()
+    yield url, script
+    script.release.set()
 
 
 def _cfg(url, **kw):
@@ -173,34 +203,66 @@ def test_multi_and_negative_tasks(server, esco, tmp_path):
 
 
 def test_resume_after_kill(server, esco, tmp_path):
+    """A SIGKILL after exactly 5 answered prompts (the 6th is held by the endpoint, no sleeps): the rerun skips
+    those 5, asks the other 7, loses none of them and writes nothing twice."""
     url, script = server
-    script.plans, script.delay = {}, 0.4
+    script.hold_after = 5
     uris = [s.uri for s in list(esco.skills.values())[10:22]]
     out = tmp_path / "killed.jsonl"
     args = [sys.executable, "-m", "jobskills.cli", "synth", "skills", "--out", str(out), "--per-skill", "3",
             "--base-url", url, "--api-key", "x", "--model", "fake", "--concurrency", "1", "--json"]
     for u in uris:
         args += ["--skills", u]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "JOBSKILLS_HOME": str(tmp_path)})
-    deadline = time.time() + 60
-    while time.time() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 8):
-        time.sleep(0.1)
+    env = {**os.environ, "JOBSKILLS_HOME": str(tmp_path)}
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+
+    def tasks_in(path):
+        return {json.loads(line)["task"] for line in path.read_text().splitlines()} if path.exists() else set()
+
+    deadline = time.monotonic() + 120
+    while not (script.held.is_set() and len(tasks_in(out)) == 5):
+        assert proc.poll() is None and time.monotonic() < deadline, "the run did not reach the held 6th prompt"
+        time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    partial = out.read_text().splitlines()
-    assert 0 < len(partial) < 4 * len(uris)
+    script.hold_after = None
+    script.release.set()
+    partial = out.read_text()
+    done_before = tasks_in(out)
+    assert len(done_before) == 5
     with open(out, "a") as fh:
         fh.write('{"sentence": "torn')
-    script.delay = 0.0
-    res = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "JOBSKILLS_HOME": str(tmp_path)})
+    res = subprocess.run(args, capture_output=True, text=True, env=env)
     assert res.returncode == 0, res.stderr
+    stats = json.loads(res.stdout)
+    assert stats["tasks"] == 12 and stats["skipped_done"] == 5 and stats["rejects"] == 0
+    rejects = tmp_path / "killed.rejects.jsonl"
+    assert not rejects.exists() or rejects.read_text() == ""
+    assert out.read_text().startswith(partial)  # the first run's rows kept as they were, the torn line cut
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    tasks = [r["task"] for r in rows]
-    assert {t for t in tasks} == {f"skill:{u}" for u in uris}
-    assert len({r["sentence"] for r in rows}) == len(rows)  # no duplicates after the resume
+    assert len(rows) == len(partial.splitlines()) + stats["rows"]
+    assert {r["task"] for r in rows} == {f"skill:{u}" for u in uris}  # every prompt answered, none dropped
+    assert {r["task"] for r in rows[len(partial.splitlines()):]} == {f"skill:{u}" for u in uris} - done_before
+    assert len({r["sentence"] for r in rows}) == len(rows)
 
 
-def test_endpoint_errors_are_clear(tmp_path, esco):
+def test_endpoint_down_is_retried_then_recorded_for_a_rerun(server, esco, tmp_path):
+    """Nothing listens at the endpoint: the client really connects, retries, records a transient reject; a rerun
+    against a live endpoint asks again and succeeds."""
+    url, script = server
+    picked = list(esco.skills.values())[30]
+    tasks = skill_tasks(esco, 3, [picked.uri])
+    out = tmp_path / "down.jsonl"
+    stats = run_tasks(tasks, _cfg(f"http://127.0.0.1:{_free_port()}/v1", max_retries=2), out)
+    assert stats["retries"] == 3 and stats["answers"] == 0 and stats["rows"] == 0 and stats["rejects"] == 1
+    [reject] = [json.loads(line) for line in (tmp_path / "down.rejects.jsonl").read_text().splitlines()]
+    assert reject["task"] == f"skill:{picked.uri}" and reject["transient"] is True
+    assert reject["reason"].startswith("APIConnectionError")
+    again = run_tasks(tasks, _cfg(url), out)
+    assert again["skipped_done"] == 0 and again["rows"] > 0 and script.calls[picked.label] == 1
+
+
+def test_an_unknown_skill_uri_is_a_one_line_error(tmp_path, esco):
     from typer.testing import CliRunner
 
     from jobskills.cli import app
