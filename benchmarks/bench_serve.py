@@ -1,4 +1,6 @@
-"""Load test of `jobskills serve` on loopback: requests/s and latency at 1, 4 and 16 concurrent clients.
+"""Load test of `jobskills serve` on loopback: requests/s and latency at 1, 4 and 16 concurrent clients, then
+the fairness check: the same 16 clients while one maximal request (MAX_REQUEST_CHARS of text) is in flight.
+The small requests' p95 with the large one beside them, over their p95 without it, should stay under 2.
 
 Starts the server itself on 127.0.0.1 (a free port), sends a bounded number of POST /extract requests
 (one dev sentence each) per concurrency level, with a time cap, then stops the server. Loopback only.
@@ -97,6 +99,7 @@ def main() -> None:
                 "p50_ms": round(pct(lat, 0.5), 1), "p95_ms": round(pct(lat, 0.95), 1),
             }
             print(f"concurrency {conc}: {levels[str(conc)]}", file=sys.stderr)
+        mixed = _mixed(base, one, sentences, args, levels["16"])
         with urllib.request.urlopen(base + "/info", timeout=10) as r:
             prov = json.loads(r.read())["provenance"]
     finally:
@@ -106,8 +109,78 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             server.kill()
     result = {"benchmark": "bench_serve", "endpoint": "POST /extract (one dev sentence per request)", "levels": levels,
-              "provenance": prov, "command": " ".join(["python", *sys.argv])}
+              "with_one_maximal_request": mixed, "provenance": prov, "command": " ".join(["python", *sys.argv])}
     print(write_result("bench_serve", result, args.quick))
+
+
+def _mixed(base: str, one, sentences: list[str], args: argparse.Namespace, alone: dict) -> dict:
+    """16 clients of one-sentence requests while one maximal request runs; only the small requests that both
+    started and finished while the large one was in flight count."""
+    from retriever.api import MAX_REQUEST_CHARS, MAX_TEXT_CHARS_API
+
+    budget = MAX_REQUEST_CHARS if not args.quick else 20_000
+    texts, text = [], ""
+    while sum(map(len, texts)) + len(text) < budget:
+        s = sentences[(len(texts) * 7 + len(text)) % len(sentences)]
+        if len(text) + len(s) + 1 > min(MAX_TEXT_CHARS_API, budget):
+            texts.append(text.strip())
+            text = ""
+        text += s + " "
+    if text.strip() and sum(map(len, texts)) + len(text) <= budget:
+        texts.append(text.strip())
+    big_state: dict = {}
+
+    def big() -> None:
+        req = urllib.request.Request(base + "/extract", data=json.dumps({"texts": texts}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        t0 = time.perf_counter()
+        try:
+            with urllib.request.urlopen(req, timeout=1800) as r:
+                data = json.loads(r.read())
+                big_state["sentences"] = sum(len(d["sentences"]) for d in data["results"])
+                big_state["ok"] = r.status == 200
+        except Exception as exc:  # reported, not raised: the figure says what happened
+            big_state["ok"], big_state["error"] = False, repr(exc)[:300]
+        big_state["seconds"] = round(time.perf_counter() - t0, 1)
+        big_state["end"] = time.perf_counter()
+
+    with ThreadPoolExecutor(1) as bigpool:
+        big_started = time.perf_counter()
+        running = bigpool.submit(big)
+        while True:  # until the large request's sentences are queued
+            with urllib.request.urlopen(base + "/info", timeout=10) as r:
+                if json.loads(r.read())["queue"]["sentences_waiting"] > 0 or running.done():
+                    break
+            time.sleep(0.05)
+        lat, errors, t0 = [], 0, time.perf_counter()
+        with ThreadPoolExecutor(16) as pool:
+            spans = []
+
+            def timed(i: int) -> tuple[float, float, float, bool]:
+                start = time.perf_counter()
+                ms, ok = one(i)
+                return start, time.perf_counter(), ms, ok
+
+            futures = [pool.submit(timed, i) for i in range(args.requests)]
+            for f in futures:
+                spans.append(f.result())
+                if time.perf_counter() - t0 > args.max_seconds:
+                    for g in futures:
+                        g.cancel()
+                    break
+        running.result()
+    end = big_state.get("end", time.perf_counter())
+    inside = [(ms, ok) for start, stop, ms, ok in spans if start >= big_started and stop <= end]
+    lat = [ms for ms, _ in inside]
+    errors = sum(not ok for _, ok in inside)
+    out = {"large_request": {"texts": len(texts), "chars": sum(map(len, texts)), **{k: v for k, v in big_state.items() if k != "end"}},
+           "small_requests_during": len(lat), "errors": errors}
+    if lat:
+        out["p50_ms"] = round(pct(lat, 0.5), 1)
+        out["p95_ms"] = round(pct(lat, 0.95), 1)
+        out["p95_ratio_to_alone"] = round(out["p95_ms"] / alone["p95_ms"], 2)
+    print(f"16 clients beside one maximal request: {out}", file=sys.stderr)
+    return out
 
 
 if __name__ == "__main__":

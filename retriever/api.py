@@ -55,6 +55,8 @@ MAX_REQUEST_CHARS = 200_000  # all texts of one request together
 MAX_REQUEST_SENTENCES = 4_096  # sentences of one request (very short "sentences" could otherwise be many)
 MAX_BODY_BYTES = 2_000_000  # room for MAX_REQUEST_CHARS even when JSON escapes every character
 MAX_QUEUED_SENTENCES = 16_384  # sentences waiting for the model; more is a 429
+_MIN_SHARE = 4  # sentences a request adds to a shared batch, at least
+_SLICE = 16  # sentences a request adds to one batch, at most
 _OPEN_PATHS = frozenset({"/healthz", "/", "/docs", "/openapi.json", "/docs/oauth2-redirect"})
 
 
@@ -262,23 +264,27 @@ class _Batcher:
         return await job.future
 
     def _take(self) -> tuple[list[tuple[_Job, int, int]], tuple]:
-        """The next batch: (job, first unit, end unit) slices, round-robin over the jobs that match the first."""
+        """The next batch: (job, first unit, end unit) slices, round-robin over the jobs that match the first.
+
+        A request adds at most :data:`_SLICE` sentences to a batch, and only :data:`_MIN_SHARE` while a small
+        request (that many sentences or fewer) waits beside it. So a batch stays about the size the small
+        requests need, and a newcomer never waits behind more than one short batch: that is what keeps small
+        requests' latency near its value without a large one (CPU encoders gain little from batches over 16)."""
         while self.active and self.active[0].future.done():  # answered, or its client went away
             self.active.popleft()
         lead = self.active[0]
         peers = [j for j in self.active if not j.future.done() and j.retriever is lead.retriever and j.key == lead.key]
-        share = max(1, self.max_sentences // len(peers))
+        small_waiting = len(peers) > 1 and any(j.remaining <= _MIN_SHARE for j in peers)
+        share = _MIN_SHARE if small_waiting else _SLICE
         room = self.max_sentences
-        taken = {id(j): 0 for j in peers}
-        for _ in range(2):  # an even share first, then what is left to whoever still has sentences
-            for j in peers:
-                n = min(j.remaining - taken[id(j)], share, room)
-                taken[id(j)] += n
+        slices = []
+        for j in peers:
+            n = min(j.remaining, share, room)
+            if n:
+                slices.append((j, len(j.results), len(j.results) + n))
                 room -= n
-            share = room
         self.active.rotate(-1)  # the next batch starts from the next request
-        start = {id(j): len(j.results) for j in peers}
-        return [(j, start[id(j)], start[id(j)] + taken[id(j)]) for j in peers if taken[id(j)]], lead.key
+        return slices, lead.key
 
     async def run(self) -> None:
         while True:
