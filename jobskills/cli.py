@@ -1,5 +1,6 @@
-"""The ``jobskills`` command. Each package mounts its own commands; none is imported until needed for
-``--help`` listing, and no command module imports torch at import time."""
+"""The ``jobskills`` command. Each package mounts its own commands (``register``). The command modules are
+imported here, for ``--help``, and they stay light: torch, the model and Qdrant are imported inside each
+command, so ``jobskills --help`` and a one-line error never pay for them."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ import typer
 
 from jobskills import __version__
 from jobskills.cli_common import err, new_app, setup_logging
+from jobskills.esco import ATTRIBUTION
 
 #: packages that contribute commands, by module name (strings: core does not import its dependents)
 COMMAND_MODULES = ("indexer.cli", "retriever.cli", "trainer.cli", "synth.cli")
 
-app = new_app("Find ESCO skills in job-ad text and nearest ESCO job titles.\n\n"
-              "This service uses the ESCO classification of the European Commission.")
+app = new_app(f"Find ESCO skills in job-ad text and nearest ESCO job titles.\n\n{ATTRIBUTION}")
 
 
 def _version(value: bool) -> None:

@@ -104,19 +104,6 @@ class Settings:
         """Where the embedded engine keeps its collections."""
         return self.home / "index"
 
-    @property
-    def cache_dir(self) -> Path:
-        return self.home / "cache"
-
-    @property
-    def location(self) -> str:
-        """The store location in qdrant-client's own terms: a URL, ``:memory:`` or a folder."""
-        if self.qdrant_url:
-            return self.qdrant_url
-        if self.engine == "memory":
-            return ":memory:"
-        return str(self.index_dir)
-
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "sources"}
         out["home"] = str(self.home)

@@ -38,6 +38,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from jobskills import __version__
 from jobskills.errors import IndexMismatchError, InputError, JobskillsError
+from jobskills.esco import ATTRIBUTION
 
 if TYPE_CHECKING:
     from jobskills.config import Settings
@@ -379,8 +380,7 @@ def create_app(settings: "Settings | None" = None, retriever: "Retriever | None"
     app = FastAPI(
         title="jobskills",
         version=__version__,
-        description="ESCO skills in job-ad text and nearest ESCO job titles. "
-        "This service uses the ESCO classification of the European Commission.",
+        description=f"ESCO skills in job-ad text and nearest ESCO job titles. {ATTRIBUTION}",
         lifespan=lifespan,
     )
     app.add_middleware(_BodyLimit, limit=MAX_BODY_BYTES)

@@ -1,4 +1,4 @@
-"""``jobskills extract``, ``jobskills search``, ``jobskills titles``."""
+"""The query commands: ``extract``, ``search``, ``titles``, ``analyse``, ``eval``, ``calibrate`` and ``serve``."""
 
 from __future__ import annotations
 

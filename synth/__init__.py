@@ -1,2 +1,3 @@
-"""Synth: LLM training data through any OpenAI-compatible endpoint (issue #6). Empty for now; it must
-not import torch, and nothing that serves queries imports it."""
+"""Synth: LLM-written training sentences through any OpenAI-compatible endpoint (``run``, ``prompts``,
+``cli``), and ``local_llm.sh`` to assemble and serve a small instruction-tuned model from PyPI. It does not
+import torch, and nothing that serves queries imports it."""

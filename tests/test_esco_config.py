@@ -44,8 +44,8 @@ def test_settings_precedence(tmp_path: Path):
     assert s.engine == "local"  # file beats default
     assert s.threshold == 0.7  # CLI beats all
     assert s.sources["threshold"] == "command line" and s.sources["batch_size"].startswith("env")
-    assert s.location == str(tmp_path / "index")
-    assert load_settings({}, env={**env, "QDRANT_URL": "http://q:6333"}).location == "http://q:6333"
+    assert s.index_dir == tmp_path / "index"
+    assert load_settings({}, env={**env, "QDRANT_URL": "http://q:6333"}).qdrant_url == "http://q:6333"
 
 
 @pytest.mark.parametrize(

