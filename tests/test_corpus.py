@@ -85,6 +85,38 @@ def test_cli_corpus_mode(tmp_path, memory_index):
     assert res.exit_code == 1 and "corpus mode needs" in res.output
 
 
+def test_cli_corpus_mode_runs_and_resumes(tmp_path, tiny_model_path):
+    """`extract --file ads.jsonl --out results.jsonl` end to end through the CLI: every line answered, bad lines
+    recorded, the human summary line, then a rerun that resumes instead of redoing."""
+    from typer.testing import CliRunner
+
+    from jobskills.cli import app
+
+    runner = CliRunner()
+    home = tmp_path / "home"
+    res = runner.invoke(app, ["index", "--home", str(home), "--model", tiny_model_path, "--only", "skills", "--limit", "50", "--json"])
+    assert res.exit_code == 0, res.output
+    src, out = tmp_path / "ads.jsonl", tmp_path / "out.jsonl"
+    n = _corpus(src, n=4)
+    args = ["extract", "--home", str(home), "--model", tiny_model_path, "--file", str(src), "--text-field", "body",
+            "--id-field", "id", "--out", str(out), "-t", "0.0"]
+    res = runner.invoke(app, [*args, "--json"])
+    assert res.exit_code == 0, res.output
+    stats = json.loads(res.stdout)
+    assert stats["ads"] == n - 5 and stats["errors"] == 5 and stats["skipped_done"] == 0 and stats["out"] == str(out)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["line"] for r in rows] == list(range(1, n + 1))
+    good = [r for r in rows if "error" not in r]
+    assert len(good) == n - 5 and all(r["sentences"] and r["id"].startswith("ad") for r in good)
+    assert any(s["skills"] for r in good for s in r["sentences"])  # threshold 0: every sentence has skills
+    # the human summary of a rerun: nothing redone, the file as it was
+    before = out.read_text()
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert res.stdout.startswith("0 ads, ") and f"-> {out}" in res.stdout and f"resumed after line {n}" in res.stdout
+    assert out.read_text() == before
+
+
 def test_an_unrelated_out_file_is_refused_and_left_untouched(retriever, tmp_path):
     """Issue 16.1: `--out notes.txt` once replaced the notes; a JSONL with one bad line was truncated."""
     src = tmp_path / "ads.jsonl"

@@ -16,6 +16,7 @@ from retriever.pipeline import Retriever
 pytestmark = pytest.mark.integration
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+NO_CHROMIUM = "no chromium binary on PATH: install the system's chromium (apt-get install chromium), as .ci/run does"
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def test_analyse_endpoint(server):
     assert data["skills"][0]["label"] == "manage musical staff" and data["occupations"] and data["sentence_spans"]
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+@pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
 def test_page_shows_skills_and_highlights(server, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")
     ad = ("We are looking for a conductor to manage musical staff.\n"
@@ -80,7 +81,7 @@ def test_page_shows_skills_and_highlights(server, tmp_path):
     assert (tmp_path / "page.png").stat().st_size > 10_000
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+@pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
 def test_page_asks_for_the_api_key_and_then_works(edge_index, encoder):
     """Issue 16.9: with JOBSKILLS_API_KEY set the page's request gets a 401, the page asks for the key once, and
     the retried request succeeds."""

@@ -163,3 +163,44 @@ def test_no_index_is_a_clear_error(tmp_path, encoder):
 
     with pytest.raises(IndexNotFoundError, match="jobskills index"):
         Retriever(load_settings({"home": tmp_path, "engine": "edge"}, env={}), encoder=encoder)
+
+
+def _threshold_between_scores(scores: torch.Tensor, rank: int, gap: float = 1e-4) -> float:
+    """A threshold just under the ``rank``-th best score, halfway to the next distinct one: no score sits within
+    ``gap`` of it, so float noise between batched and per-sentence scoring cannot move a skill across it."""
+    ordered = torch.sort(scores.flatten(), descending=True).values
+    for k in range(rank, len(ordered) - 1):
+        if float(ordered[k] - ordered[k + 1]) > 2 * gap:
+            return float(ordered[k] + ordered[k + 1]) / 2
+    raise AssertionError("no clear gap in the scores")
+
+
+@pytest.mark.slow
+def test_the_bound_is_lossless_over_every_esco_skill(tmp_path_factory, tiny_model_path, esco):
+    """The whole taxonomy (13,891 skills) instead of a slice: the bound's candidates hold every skill that exhaustive
+    scoring puts at or above the threshold, for real job-ad sentences, at several thresholds."""
+    from indexer.build import build_index
+    from jobskills.config import load_settings
+    from jobskills.encoder import Encoder
+    from jobskills.store import open_store
+
+    encoder = Encoder(tiny_model_path)
+    settings = load_settings({"home": tmp_path_factory.mktemp("full-esco"), "engine": "memory"}, env={})
+    with open_store(settings) as store:
+        build_index(settings, store, encoder, esco=esco, kinds=("skills",))
+        bound = Retriever(settings, store=store, encoder=encoder, candidates="bound")
+        assert len(bound.skills) == len(esco.skills) == 13_891
+        sentences = [row["text"] for row in house_rows()[:80]] + [
+            "You will write Python services and tune our SQL queries.",
+            "Experience managing musical staff and planning rehearsals.",
+            "Fluent German and English; a driving licence is a plus.",
+        ]
+        enc = encoder.encode(sentences)
+        scores = score_all(enc.tokens, enc.mask, bound.skills.matrix, bound.score_config)
+        for rank in (len(sentences), 10 * len(sentences), 100 * len(sentences)):  # about 1, 10, 100 skills a sentence
+            t = _threshold_between_scores(scores, rank)
+            truth = [{bound.skills.payloads[int(j)]["uri"] for j in torch.nonzero(row >= t).flatten()} for row in scores]
+            got = bound.extract_sentences(sentences, threshold=t, redundancy=False, evidence_words=0)
+            assert [{m.uri for m in s.skills} for s in got] == truth, f"threshold {t}"
+            assert sum(map(len, truth)) >= rank
+            assert all(s.candidates >= len(tr) for s, tr in zip(got, truth))
