@@ -90,8 +90,8 @@ def test_full_disk_while_indexing_keeps_old_index(tmp_path, encoder, esco, monke
     planted = []
     real_create = EdgeStore.create
 
-    def create_on_full_device(self, kind, version, dim):
-        real_create(self, kind, version, dim)
+    def create_on_full_device(self, kind, version, dim, *args, **kwargs):
+        real_create(self, kind, version, dim, *args, **kwargs)
         tmp = self.root / kind / version / f".manifest.json.{os.getpid()}.tmp"  # atomic_write_text's temp name
         tmp.symlink_to("/dev/full")
         planted.append(tmp)
