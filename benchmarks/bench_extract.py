@@ -6,9 +6,17 @@ exact per-token threshold searches inside Qdrant + exact rerank. For each: sente
 (batched across sentences), p50/p95 latency of single-sentence calls, candidates per sentence, recall of
 (a)'s above-threshold set and of (a)'s top-10.
 
-    python benchmarks/bench_extract.py [--home DIR] [--model DIR] [--threads N] [--repeat R] [--quick]
+Then the honest row: the default pipeline as a user calls it (``Retriever.extract_sentences`` with the
+default candidates, threshold, redundancy filter and evidence) against the encoder alone
+(``Encoder.encode(..., with_offsets=True)``), on the same sentences in the same length-sorted batches
+(``settings.batch_size``, 64), best of ``--repeat`` rounds, the two interleaved round by round, at each
+of ``--ratio-threads`` torch thread counts. ``pipeline_over_encoder`` is the ratio of their throughputs.
 
-Needs a built index (``jobskills index``). Writes benchmarks/results/bench_extract[.quick].json.
+    python benchmarks/bench_extract.py [--home DIR] [--model DIR] [--threads N] [--repeat R] [--quick]
+        [--ratio-threads 1,2] [--ratio-only] [--name NAME]
+
+Needs a built index (``jobskills index``). Writes benchmarks/results/<NAME>[.quick].json (default
+bench_extract).
 """
 
 from __future__ import annotations
@@ -23,6 +31,37 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import Timer, environment, house_sentences, summary, write_result  # noqa: E402
 
 
+def pipeline_vs_encoder(r, sentences: list[str], threads: int, repeat: int) -> dict:
+    """Sentences/s of the default pipeline and of the encoder alone on the same length-sorted batches, best of
+    ``repeat`` rounds, interleaved so that a slow spell of the machine hits both."""
+    import torch
+
+    torch.set_num_threads(threads)
+    bs = r.settings.batch_size
+    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))  # as Retriever._extract_units sorts
+    batches = [[sentences[i] for i in order[s : s + bs]] for s in range(0, len(order), bs)]
+
+    def encoder_alone() -> None:
+        for batch in batches:
+            r.encoder.encode(batch, with_offsets=True)
+
+    def pipeline() -> None:
+        r.extract_sentences(sentences)  # defaults: candidates, threshold, redundancy filter, 5 evidence words
+
+    encoder_alone(), pipeline()  # warm-up
+    best = {"encoder": float("inf"), "pipeline": float("inf")}
+    for _ in range(repeat):
+        for name, fn in (("encoder", encoder_alone), ("pipeline", pipeline)):
+            with Timer() as tm:
+                fn()
+            best[name] = min(best[name], tm.seconds)
+    row = {f"{name}_sentences_per_s": round(len(sentences) / sec, 2) for name, sec in best.items()}
+    row["pipeline_over_encoder"] = round(best["encoder"] / best["pipeline"], 3)
+    row["batch_size"] = bs
+    print(f"threads {threads}: {row}", file=sys.stderr)
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--home", default=None)
@@ -30,6 +69,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 gives stable figures on a shared 2-core box)")
     ap.add_argument("--repeat", type=int, default=3, help="throughput rounds; the best round counts")
     ap.add_argument("--quick", action="store_true", help="20 sentences, 1 round: a CI smoke run")
+    ap.add_argument("--ratio-threads", default="1,2", help="torch thread counts for the pipeline-vs-encoder rows")
+    ap.add_argument("--ratio-only", action="store_true", help="only the pipeline-vs-encoder rows (e.g. at ~100k label points)")
+    ap.add_argument("--name", default="bench_extract", help="results file name (e.g. bench_extract_labels_all)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -76,9 +118,11 @@ def main() -> None:
 
         return r, run
 
-    truth = exhaustive(sentences)
+    ratio_rows = {str(n): pipeline_vs_encoder(base, sentences, int(n), args.repeat) for n in args.ratio_threads.split(",")}
+    torch.set_num_threads(args.threads)
+    truth = exhaustive(sentences) if not args.ratio_only else []
     methods: dict[str, dict] = {}
-    for name in ("exhaustive", "bound", "bound-bf16", "qdrant", "maxsim"):
+    for name in ("exhaustive", "bound", "bound-bf16", "qdrant", "maxsim") if not args.ratio_only else ():
         if name == "exhaustive":
             fn = exhaustive
         else:
@@ -122,19 +166,26 @@ def main() -> None:
     result = {
         "benchmark": "bench_extract",
         "sentences": len(sentences),
-        "skills": len(uris),
+        "skills": len(table),
         "threshold": t,
         "score_config": cfg.to_dict(),
         "model": table.manifest.get("model_name"),
         "engine": store.engine,
-        "above_threshold_per_sentence": round(sum(len(a) for a, _ in truth) / len(sentences), 2),
+        "points": table.n_rows,
+        "labels": table.manifest.get("labels", "preferred"),
+        "pipeline_over_encoder": {n: row["pipeline_over_encoder"] for n, row in ratio_rows.items()},
+        "pipeline_vs_encoder": ratio_rows,
         "methods": methods,
-        "default_over_exhaustive_throughput": round(methods["bound"]["sentences_per_s"] / methods["exhaustive"]["sentences_per_s"], 3),
         "environment": environment(args.threads),
+        **({} if args.ratio_only else {
+            "above_threshold_per_sentence": round(sum(len(a) for a, _ in truth) / len(sentences), 2),
+            "default_over_exhaustive_throughput": round(
+                methods["bound"]["sentences_per_s"] / methods["exhaustive"]["sentences_per_s"], 3),
+        }),
         "command": " ".join(["python", *sys.argv]),
     }
     store.close()
-    print(write_result("bench_extract", result, args.quick))
+    print(write_result(args.name, result, args.quick))
 
 
 if __name__ == "__main__":

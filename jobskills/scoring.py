@@ -31,10 +31,12 @@ __all__ = [
     "token_cosines",
     "score_all",
     "score_pairwise",
+    "score_pairs",
     "token_bound",
     "BF16_MARGIN",
     "attention",
     "redundancy_keep",
+    "redundancy_keep_pairs",
     "best_label",
 ]
 
@@ -157,6 +159,87 @@ def score_pairwise(tokens: Tensor, mask: Tensor, skills: Tensor, cfg: ScoreConfi
     return _combine(dots.masked_fill(~mask, 0.0), cos.masked_fill(~mask, 0.0), mask, cfg, token_dim=1)
 
 
+@dataclass
+class PairScores:
+    """What :func:`score_pairs` computes once per (sentence, skill) pair, for reuse by the caller.
+
+    Attributes:
+        scores: ``(P,)`` ConTeXT scores.
+        cos: ``(P, n_tokens)`` token-by-skill cosines of the pair's sentence, 0 at padding.
+        alpha: ``(P, n_tokens)`` attention weights, 0 at padding, sum 1 per pair.
+        mask: ``(P, n_tokens)`` True at the pair's real tokens.
+    """
+
+    scores: Tensor
+    cos: Tensor
+    alpha: Tensor
+    mask: Tensor
+
+
+def score_pairs(
+    tokens: Tensor, mask: Tensor, skills: Tensor, owner: Tensor, rows: Tensor, cfg: ScoreConfig = ScoreConfig(),
+    block_size: int = 64,
+) -> PairScores:
+    """Segmented ConTeXT: the score of sentence ``owner[p]`` against skill ``rows[p]``, for every pair p at once.
+
+    The candidates of a whole batch are scored together (no loop over sentences): each sentence's pairs are
+    cut into blocks of ``block_size`` skills, and one batched matmul gives every block's token-by-skill
+    products. The work is that of the pairs (plus at most one partial block per sentence), not of
+    ``n_sentences x max candidates``. The cosines and weights come back too, so the redundancy filter and
+    the evidence reuse them instead of recomputing.
+
+    Args:
+        tokens: ``(n_sentences, n_tokens, dim)``; mask: ``(n_sentences, n_tokens)``.
+        skills: ``(n_skills, dim)``; owner, rows: ``(P,)`` long, sentence and skill row of each pair.
+        cfg: scorer settings.
+
+    Returns:
+        :class:`PairScores`; ``scores[p]`` equals ``score_all(tokens, mask, skills)[owner[p], rows[p]]``.
+
+    >>> x = torch.tensor([[[1.0, 0.0], [0.0, 2.0]], [[0.0, 1.0], [0.0, 0.0]]])   # 2nd sentence: one real token
+    >>> m = torch.tensor([[True, True], [True, False]])
+    >>> s = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    >>> out = score_pairs(x, m, s, owner=torch.tensor([0, 0, 1]), rows=torch.tensor([0, 1, 0]))
+    >>> [round(v, 4) for v in out.scores.tolist()]   # = score_all(x, m, s)[[0, 0, 1], [0, 1, 0]]
+    [0.7311, 0.8808, 0.0]
+    >>> out.cos[2].tolist(), out.alpha[2].tolist()
+    ([0.0, 0.0], [1.0, 0.0])
+    """
+    mask = mask.bool()
+    n, length = mask.shape
+    owner = torch.as_tensor(owner, dtype=torch.long, device=tokens.device)
+    rows = torch.as_tensor(rows, dtype=torch.long, device=tokens.device)
+    n_pairs = owner.shape[0]
+    pmask = mask[owner]  # (P, L)
+    if n_pairs == 0:
+        empty = tokens.new_zeros((0, length))
+        return PairScores(tokens.new_zeros(0), empty, empty, pmask)
+    order = torch.argsort(owner, stable=True)
+    so = owner[order]
+    counts = torch.bincount(so, minlength=n)
+    n_blocks = (counts + block_size - 1) // block_size
+    first_pair = torch.cumsum(counts, 0) - counts
+    first_block = torch.cumsum(n_blocks, 0) - n_blocks
+    pos = torch.arange(n_pairs, device=tokens.device) - first_pair[so]
+    blk = torch.empty_like(owner)
+    slot = torch.empty_like(owner)
+    blk[order] = first_block[so] + torch.div(pos, block_size, rounding_mode="floor")
+    slot[order] = pos % block_size
+    block_owner = torch.repeat_interleave(torch.arange(n, device=tokens.device), n_blocks)
+    pair_skills = skills[rows]  # (P, dim)
+    packed = skills.new_zeros((block_owner.shape[0], block_size, skills.shape[1]))
+    packed[blk, slot] = pair_skills
+    block_dots = torch.bmm(tokens[block_owner], packed.transpose(1, 2))  # (n_blocks, L, block_size)
+    dots = block_dots[blk, :, slot]  # (P, L)
+    tok_norm = tokens.norm(dim=-1).clamp_min(_EPS)[owner]  # (P, L)
+    skill_norm = pair_skills.norm(dim=-1).clamp_min(_EPS).unsqueeze(-1)  # (P, 1)
+    cos = (dots / (tok_norm * skill_norm)).masked_fill(~pmask, 0.0)
+    dots = dots.masked_fill(~pmask, 0.0)
+    logits = (dots if cfg.logits == "dot" else cos) / cfg.temperature
+    alpha = torch.softmax(logits.masked_fill(~pmask, float("-inf")), dim=1)
+    return PairScores((alpha * cos).sum(dim=1), cos, alpha, pmask)
+
+
 #: Safe slack for :func:`token_bound` in bfloat16. Unit vectors rounded to bf16 (unit roundoff u = 2^-8) give
 #: |dot error| <= (2u + u^2) * ||x|| * ||s|| ~= 0.0079 (Cauchy-Schwarz); the fp32-accumulated product is
 #: rounded once more to bf16 (<= u * |cos| <= 0.0039). 0.02 covers both with room to spare, so screening at
@@ -243,6 +326,41 @@ def redundancy_keep(tokens: Tensor, mask: Tensor, skills: Tensor) -> Tensor:
     best = cos[0][mask].argmax(dim=-1)  # (n_real_tokens,)
     keep[best] = True
     return keep
+
+
+def redundancy_keep_pairs(cos: Tensor, mask: Tensor, owner: Tensor) -> Tensor:
+    """:func:`redundancy_keep` for many sentences at once, from cosines already computed (:func:`score_pairs`).
+
+    Args:
+        cos: ``(k, n_tokens)`` token cosines of the pairs that passed the threshold; mask: ``(k, n_tokens)``
+            True at real tokens; owner: ``(k,)`` the sentence of each pair. Within a sentence, pairs are in
+            the order that breaks ties (as :func:`redundancy_keep`'s argmax: the first one wins).
+
+    Returns:
+        ``(k,)`` bool: the pair is the best of its sentence's pairs for at least one real token.
+
+    >>> c = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9], [0.5, 0.5], [0.5, 0.5]])
+    >>> m = torch.ones(5, 2, dtype=torch.bool)
+    >>> redundancy_keep_pairs(c, m, torch.tensor([0, 0, 0, 1, 1])).tolist()   # a tie goes to the first
+    [True, False, True, True, False]
+    """
+    mask = mask.bool()
+    k = cos.shape[0]
+    if k == 0:
+        return torch.zeros(0, dtype=torch.bool, device=cos.device)
+    owner = torch.as_tensor(owner, dtype=torch.long, device=cos.device)
+    n = int(owner.max()) + 1
+    vals = cos.masked_fill(~mask, float("-inf"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # index_reduce is marked beta (see _segment_max)
+        best = vals.new_full((n, cos.shape[1]), float("-inf")).index_reduce_(0, owner, vals, "amax")  # (n, L)
+        hit = (vals == best[owner]) & mask
+        pos = torch.arange(k, device=cos.device).unsqueeze(1).expand_as(hit)
+        first = torch.where(hit, pos, torch.full_like(pos, k))
+        winner = torch.full((n, cos.shape[1]), k, dtype=torch.long, device=cos.device).index_reduce_(0, owner, first, "amin")
+    keep = torch.zeros(k + 1, dtype=torch.bool, device=cos.device)
+    keep[winner.flatten()] = True
+    return keep[:k]
 
 
 def best_label(scores: Tensor, owner: Tensor, n_skills: int) -> tuple[Tensor, Tensor]:
