@@ -118,7 +118,7 @@ def check_manifest(manifest: dict[str, Any], encoder: Encoder, taxonomy: str | N
             f"{encoder.name} (fingerprint {encoder.fingerprint}); run `jobskills index` with this model, "
             "or pass --model with the one the index was built with"
         )
-    if int(manifest.get("dim", -1)) != encoder.dim:
+    if manifest.get("dim") != encoder.dim:  # a missing or null dim is a mismatch too, never a TypeError
         raise IndexMismatchError(
             f"the {kind} index has {manifest.get('dim')}-d vectors but the model gives {encoder.dim}-d; run `jobskills index`"
         )
@@ -282,8 +282,9 @@ class Retriever:
         _check_unicode(text)
         if len(text) > MAX_TEXT_CHARS:
             raise InputError(
-                f"the text has {len(text):,} characters, over the {MAX_TEXT_CHARS:,} limit; split it into ads "
-                "(one per line of a JSONL file) and use `jobskills extract --file`"
+                f"the text has {len(text):,} characters, over the {MAX_TEXT_CHARS:,} limit for one text; for many ads, put "
+                "one per line of a JSONL file and use corpus mode: jobskills extract --file ads.jsonl --text-field text "
+                "--out results.jsonl"
             )
         spans = self._fit_spans(text, split_sentences(text))
         if not spans:

@@ -43,6 +43,7 @@ def test_an_index_built_for_this_model_passes():
     [
         ({"model_fingerprint": "fp-other"}, None, "built with model jobskills-minilm (fingerprint fp-other"),
         ({"dim": 768}, None, "the skills index has 768-d vectors but the model gives 384-d; run `jobskills index`"),
+        ({"dim": None}, None, "the skills index has None-d vectors but the model gives 384-d"),  # was a TypeError
         ({"scorer_version": "contextmatch-0"}, None,
          f"the skills index was built for scorer contextmatch-0, this jobskills has {SCORER_VERSION}; run `jobskills index`"),
         ({"scorer_version": None}, None, "built for scorer None"),
