@@ -24,6 +24,7 @@ from jobskills.modelconfig import load_model_config
 from jobskills.scoring import SCORER_VERSION
 from jobskills.store import KINDS, IndexPoint, Store
 from jobskills.taxonomy import DEFAULT_TAXONOMY, skills_kind
+from jobskills.threshold import index_threshold
 
 __all__ = ["BuildReport", "LABEL_MODES", "build_index", "skill_items", "title_items", "rollback", "index_items"]
 
@@ -215,7 +216,8 @@ def build_index(
     esco = esco or load_esco()
     taxonomy = getattr(esco, "name", DEFAULT_TAXONOMY)
     model_cfg = load_model_config(encoder.path, encoder.fingerprint, settings.home, taxonomy)
-    report = BuildReport(threshold=threshold if threshold is not None else model_cfg.threshold)
+    chosen = index_threshold(threshold, model_cfg)
+    report = BuildReport(threshold=chosen.value)
     labels = labels or str(model_cfg.extra.get("labels") or "preferred")
     for base_kind in kinds:
         if base_kind not in KINDS:
@@ -261,7 +263,7 @@ def build_index(
             "scorer_version": SCORER_VERSION,
             "score_config": model_cfg.score.to_dict(),
             "threshold": report.threshold,
-            "threshold_source": "command line" if threshold is not None else model_cfg.threshold_source,
+            "threshold_source": chosen.source,
             "count": n,
             "limit": limit,
             "subset": skill_uris is not None and base_kind == "skills",

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from jobskills.cli_common import (
-    DeviceOpt, EngineOpt, HomeOpt, JsonOpt, ModelOpt, TaxonomyOpt, ThresholdOpt, emit_json, err, handle_errors, new_app,
+    DeviceOpt, EngineOpt, HomeOpt, IndexThresholdOpt, JsonOpt, ModelOpt, TaxonomyOpt, emit_json, err, handle_errors, new_app,
     progress_bar, settings_from,
 )
 from jobskills.fileio import disk_usage
@@ -21,7 +21,7 @@ def index(
     home: HomeOpt = None,
     engine: EngineOpt = None,
     device: DeviceOpt = None,
-    threshold: ThresholdOpt = None,
+    threshold: IndexThresholdOpt = None,
     only: Annotated[Optional[str], typer.Option("--only", help="Build only 'skills' or 'titles'.")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Index only the first N skills / occupations (quick trials).")] = None,
     keep: Annotated[int, typer.Option("--keep", min=0, help="Previous versions kept for --rollback.")] = 1,

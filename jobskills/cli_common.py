@@ -20,7 +20,7 @@ import typer
 from jobskills.errors import JobskillsError
 
 __all__ = [
-    "ModelOpt", "HomeOpt", "EngineOpt", "JsonOpt", "ThresholdOpt", "DeviceOpt", "TaxonomyOpt",
+    "ModelOpt", "HomeOpt", "EngineOpt", "JsonOpt", "ThresholdOpt", "IndexThresholdOpt", "DeviceOpt", "TaxonomyOpt",
     "settings_from", "emit_json", "err", "handle_errors", "progress_bar", "ProgressReporter", "new_app",
 ]
 
@@ -32,7 +32,8 @@ EngineOpt = Annotated[Optional[str], typer.Option("--engine", help="Embedded eng
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda or auto [env JOBSKILLS_DEVICE].", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout (no progress bars).")]
 TaxonomyOpt = Annotated[Optional[str], typer.Option("--taxonomy", help="Skill taxonomy: esco-1.1.0 (built-in, default) or one added with `jobskills taxonomy add`.", show_default=False)]
-ThresholdOpt = Annotated[Optional[float], typer.Option("--threshold", "-t", help="Override the threshold stored with the index.", show_default=False)]
+ThresholdOpt = Annotated[Optional[float], typer.Option("--threshold", "-t", help="Use this threshold for this command instead of the one stored with the index (see jobskills.threshold for the order).", show_default=False)]
+IndexThresholdOpt = Annotated[Optional[float], typer.Option("--threshold", "-t", help="Store this threshold in the new index (default: this home's calibration, else the model's).", show_default=False)]
 
 
 def new_app(help: str) -> typer.Typer:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from jobskills.errors import InputError
 from jobskills.modelconfig import ModelConfig, calibration_path, save_model_config
+from jobskills.threshold import SWEEP, sweep_values
 from retriever.evaluate import ExtractionExample, best_threshold, file_sha256, threshold_sweep
 
 if TYPE_CHECKING:
@@ -20,16 +21,14 @@ logger = logging.getLogger(__name__)
 
 
 def sweep_thresholds(
-    r: "Retriever", examples: Sequence[ExtractionExample], lo: float = 0.20, hi: float = 0.90, step: float = 0.01
+    r: "Retriever", examples: Sequence[ExtractionExample], lo: float = SWEEP[0], hi: float = SWEEP[1], step: float = SWEEP[2]
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """F1 curve (redundancy filter on) over ``lo..hi`` in ``step`` and its best point."""
     if not 0 < step <= 0.5 or lo >= hi:
         raise InputError("calibration range needs lo < hi and 0 < step <= 0.5")
     if not any(e.skills for e in examples):
         raise InputError("the calibration set has no gold skills: F1 is undefined")
-    n = int(round((hi - lo) / step)) + 1
-    thresholds = [round(lo + i * step, 4) for i in range(n)]
-    curve = threshold_sweep(r, examples, thresholds, redundancy=True)
+    curve = threshold_sweep(r, examples, sweep_values(lo, hi, step), redundancy=True)
     return curve, dict(best_threshold(curve))
 
 

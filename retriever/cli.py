@@ -12,6 +12,7 @@ from jobskills.cli_common import (
     DeviceOpt, EngineOpt, HomeOpt, JsonOpt, ModelOpt, TaxonomyOpt, ThresholdOpt, emit_json, handle_errors, progress_bar, settings_from,
 )
 from jobskills.errors import InputError
+from jobskills.threshold import SWEEP
 from retriever.text import MAX_TEXT_CHARS, require_words
 
 KOpt = Annotated[int, typer.Option("-k", "--top", min=1, max=1000, help="How many results.")]
@@ -247,9 +248,9 @@ def evaluate(
 @handle_errors
 def calibrate(
     dev: Annotated[Path, typer.Argument(help="Skill-extraction JSONL ({text, skills}) to calibrate on.")],
-    lo: Annotated[float, typer.Option("--from", help="Lowest threshold.")] = 0.20,
-    hi: Annotated[float, typer.Option("--to", help="Highest threshold.")] = 0.90,
-    step: Annotated[float, typer.Option("--step", help="Sweep step.")] = 0.01,
+    lo: Annotated[float, typer.Option("--from", help="Lowest threshold.")] = SWEEP[0],
+    hi: Annotated[float, typer.Option("--to", help="Highest threshold.")] = SWEEP[1],
+    step: Annotated[float, typer.Option("--step", help="Sweep step.")] = SWEEP[2],
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Save the P/R/F1 curve as a PNG (needs matplotlib).", show_default=False)] = None,
     write_model: Annotated[bool, typer.Option("--write-model", help="Also write the threshold into the model folder's jobskills_config.json.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the curve, store nothing.")] = False,

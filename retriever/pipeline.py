@@ -27,6 +27,7 @@ from jobskills.esco import ESCO_VERSION
 from jobskills.scoring import BF16_MARGIN, SCORER_VERSION, ScoreConfig, attention, redundancy_keep, score_all, token_bound
 from jobskills.store import Store, open_store
 from jobskills.taxonomy import DEFAULT_TAXONOMY, skills_kind
+from jobskills.threshold import Threshold, resolve_threshold
 from retriever.skills import SkillVectors
 from retriever.text import MAX_TEXT_CHARS, split_sentences
 
@@ -211,15 +212,21 @@ class Retriever:
             raise
         self.candidates = candidates
         self.score_config = ScoreConfig.from_dict(found[1].get("score_config"))
+        choice = resolve_threshold(None, settings, found[1])
+        logger.info("answering from skills %s, titles %s; threshold %.3f from %s", found[0],
+                    self._titles_pinned[0] if self._titles_pinned else None, choice.value, choice.source)
         self._titles: tuple[str, dict[str, Any]] | None = None
         self.title_encoder: Encoder = self.encoder
 
     # ------------------------------------------------------------------ info
     @property
     def threshold(self) -> float:
-        if self.settings.threshold is not None:
-            return float(self.settings.threshold)
-        return float(self.skills.manifest.get("threshold", 0.5))
+        return self.threshold_choice.value
+
+    @property
+    def threshold_choice(self) -> Threshold:
+        """The threshold queries use when the call gives none, and its source (:mod:`jobskills.threshold`)."""
+        return resolve_threshold(None, self.settings, self.skills.manifest)
 
     def provenance(self) -> dict[str, Any]:
         m = self.skills.manifest
@@ -231,6 +238,7 @@ class Retriever:
             "esco_version": m.get("esco_version"),
             "scorer_version": self.score_config.version,
             "threshold": self.threshold,
+            "threshold_source": self.threshold_choice.source,
             "index_version": self.skills.version,
             "titles_version": self._titles_pinned[0] if self._titles_pinned else None,
             "candidates": self.candidates,

@@ -440,8 +440,9 @@ def calibrate_offline(ranker: Any, examples: Sequence[Any]) -> tuple[float, dict
     from an :class:`~retriever.evaluate.OfflineRanker`."""
     from retriever.evaluate import best_threshold, threshold_sweep
 
-    thresholds = [round(0.20 + 0.01 * i, 2) for i in range(71)]
-    best = dict(best_threshold(threshold_sweep(ranker, examples, thresholds, redundancy=True)))
+    from jobskills.threshold import sweep_values
+
+    best = dict(best_threshold(threshold_sweep(ranker, examples, sweep_values(), redundancy=True)))
     return float(best["threshold"]), best
 
 
