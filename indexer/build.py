@@ -350,3 +350,16 @@ def rollback(store: Store, kinds: Sequence[str] = KINDS) -> dict[str, tuple[str,
         moved[kind] = (live, target)
         logger.info("rolled %s back from %s to %s", kind, live, target)
     return moved
+
+
+def record_threshold(store: Store, kind: str, version: str, threshold: float, source: str,
+                     record: dict[str, Any]) -> dict[str, Any]:
+    """The one write to a finished version: ``calibrate`` records its threshold (and what it was measured on) in
+    the manifest, under the home's build lock. Vectors and payloads never change; a server that has the version
+    open keeps its threshold until it reloads. Returns the new manifest."""
+    manifest = store.manifest(kind, version)
+    if manifest is None:
+        raise IndexNotFoundError(f"index version {kind}/{version} is gone; open the index again")
+    manifest = {**manifest, "threshold": threshold, "threshold_source": source, "calibrated_on": record}
+    store.finalize(kind, version, manifest)
+    return manifest

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from jobskills.errors import InputError
 from jobskills.modelconfig import ModelConfig, calibration_path, save_model_config
+from indexer.build import record_threshold
 from jobskills.threshold import SWEEP, sweep_values
 from retriever.evaluate import ExtractionExample, best_threshold, file_sha256, threshold_sweep
 
@@ -48,10 +49,7 @@ def store_calibration(
         "at": dt.datetime.now(dt.timezone.utc).isoformat(),
     }
     source = f"calibrate {bench.name} (best F1 {best['f1']:.4f})"
-    manifest = dict(r.skills.manifest)
-    manifest.update(threshold=best["threshold"], threshold_source=source, calibrated_on=record)
-    r.store.finalize(r.skills.kind, r.skills.version, manifest)
-    r.skills.manifest = manifest
+    r.skills.manifest = record_threshold(r.store, r.skills.kind, r.skills.version, best["threshold"], source, record)
     cfg = ModelConfig(score=r.score_config, threshold=best["threshold"], threshold_source=source, extra={"calibrated_on": record})
     written = [str(save_model_config(calibration_path(r.settings.home, r.encoder.fingerprint, r.taxonomy), cfg))]
     if write_model and r.taxonomy == "esco-1.1.0":
