@@ -87,7 +87,7 @@ def skill_items(
             "reuse_level": s.reuse_level,
             "level2": [g.uri for g in s.level2],
             "level2_labels": [g.label for g in s.level2],
-            "taxonomy": getattr(esco, "name", DEFAULT_TAXONOMY),
+            "taxonomy": esco.name,
         }
         texts = [s.label]
         if labels == "all":
@@ -144,7 +144,7 @@ def training_summary(extra: dict[str, Any]) -> dict[str, Any] | None:
 
 def _new_version(fingerprint: str, esco: Esco) -> str:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
-    name = getattr(esco, "name", DEFAULT_TAXONOMY).replace(".", "")
+    name = esco.name.replace(".", "")
     return f"{fingerprint[:10]}-{name}-{esco.fingerprint[:6]}-{stamp}"
 
 
@@ -214,7 +214,7 @@ def build_index(
             searches until every new collection is complete and smoke-tested).
     """
     esco = esco or load_esco()
-    taxonomy = getattr(esco, "name", DEFAULT_TAXONOMY)
+    taxonomy = esco.name
     model_cfg = load_model_config(encoder.path, encoder.fingerprint, settings.home, taxonomy)
     chosen = index_threshold(threshold, model_cfg)
     report = BuildReport(threshold=chosen.value)

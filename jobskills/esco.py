@@ -21,11 +21,13 @@ from typing import Iterator
 
 from jobskills.errors import ConfigError
 
-__all__ = ["ESCO_VERSION", "ATTRIBUTION", "Skill", "Occupation", "Title", "Esco", "load_esco"]
+__all__ = ["ESCO_VERSION", "ESCO_TAXONOMY", "ATTRIBUTION", "Skill", "Occupation", "Title", "Esco", "load_esco"]
 
 logger = logging.getLogger(__name__)
 
 ESCO_VERSION = "v1.1.0"
+#: the built-in taxonomy's name, as indexes, results and ``--taxonomy`` spell it
+ESCO_TAXONOMY = "esco-" + ESCO_VERSION.removeprefix("v")
 ATTRIBUTION = "This service uses the ESCO classification of the European Commission."
 
 csv.field_size_limit(10_000_000)
@@ -96,6 +98,8 @@ class Esco:
     data_dir: Path | None = None
     version: str = ESCO_VERSION
     _cache: dict = field(default_factory=dict, repr=False)
+    #: every taxonomy has a name; an imported one (:class:`jobskills.taxonomy.CustomTaxonomy`) sets its own
+    name: str = ESCO_TAXONOMY
 
     def _path(self, stem: str) -> Path | None:
         base = self.data_dir if self.data_dir is not None else Path(__file__).resolve().parent / "data" / "esco"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from jobskills.errors import ModelLoadError
+from jobskills.esco import ESCO_TAXONOMY
 from jobskills.fileio import atomic_write_text
 from jobskills.scoring import ScoreConfig
 
@@ -62,7 +63,7 @@ def load_model_config(model_path: str, fingerprint: str, home: Path | None = Non
     """First found: this home's calibration for (model, taxonomy), the model folder's
     ``jobskills_config.json`` (ESCO only), the packaged default for this exact model, the generic fallback.
     A threshold belongs to a (model, taxonomy) pair: another taxonomy's labels score differently."""
-    custom = taxonomy not in (None, "esco-1.1.0")
+    custom = taxonomy not in (None, ESCO_TAXONOMY)
     candidates = []
     if home is not None:
         candidates.append((calibration_path(home, fingerprint, taxonomy), "calibration"))

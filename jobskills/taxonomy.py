@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from jobskills.errors import InputError
-from jobskills.esco import ESCO_VERSION, Esco, Group, Skill, load_esco
+from jobskills.esco import ESCO_TAXONOMY, ESCO_VERSION, Esco, Group, Skill, load_esco
 from jobskills.fileio import atomic_write_text
 
 __all__ = [
@@ -32,7 +32,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TAXONOMY = "esco-1.1.0"
+DEFAULT_TAXONOMY = ESCO_TAXONOMY
 #: a name is a folder name, a collection-name part and a file-name part: nothing that can leave the home
 #: (``..``, ``/``) or break a line (``re.fullmatch``: ``$`` alone would accept a trailing newline)
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,40}")

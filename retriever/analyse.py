@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from jobskills.errors import InputError
+from jobskills.esco import ESCO_TAXONOMY
 
 if TYPE_CHECKING:
     from jobskills.esco import Esco
@@ -117,7 +118,7 @@ def analyse_many(
     """Several ads at once: their sentences share encoder batches (``spans`` as in ``extract_many``)."""
     from jobskills.esco import load_esco
 
-    if r.taxonomy != "esco-1.1.0":
+    if r.taxonomy != ESCO_TAXONOMY:
         raise InputError("ad analysis needs ESCO's occupation-skill relations: use the built-in esco-1.1.0 taxonomy")
     esco = esco or load_esco()
     if progress is None:
@@ -288,6 +289,6 @@ def analyse_extracted(
     batcher, so a long ad does not hold the model alone)."""
     from jobskills.esco import load_esco
 
-    if r.taxonomy != "esco-1.1.0":
+    if r.taxonomy != ESCO_TAXONOMY:
         raise InputError("ad analysis needs ESCO's occupation-skill relations: use the built-in esco-1.1.0 taxonomy")
     return _analyse(r, esco or load_esco(), sentences, title, k, title_method)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from jobskills.errors import InputError
+from jobskills.esco import ESCO_TAXONOMY
 from jobskills.modelconfig import ModelConfig, calibration_path, save_model_config
 from indexer.build import record_threshold
 from jobskills.threshold import SWEEP, sweep_values
@@ -52,7 +53,7 @@ def store_calibration(
     r.skills.manifest = record_threshold(r.store, r.skills.kind, r.skills.version, best["threshold"], source, record)
     cfg = ModelConfig(score=r.score_config, threshold=best["threshold"], threshold_source=source, extra={"calibrated_on": record})
     written = [str(save_model_config(calibration_path(r.settings.home, r.encoder.fingerprint, r.taxonomy), cfg))]
-    if write_model and r.taxonomy == "esco-1.1.0":
+    if write_model and r.taxonomy == ESCO_TAXONOMY:
         written.append(str(save_model_config(Path(r.encoder.path), cfg)))
     logger.info("stored threshold %.2f in index %s and %s", best["threshold"], r.skills.version, ", ".join(written))
     return {"index_version": r.skills.version, "model_config": written, **record}

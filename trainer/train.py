@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterator, Sequence
 from jobskills.config import Settings
 from jobskills.errors import InputError, JobskillsError, TrainError
 from jobskills.esco import Esco, load_esco
+from jobskills.taxonomy import DEFAULT_TAXONOMY
 from jobskills.fileio import atomic_write_text
 from jobskills.models import resolve_model
 from jobskills.modelconfig import ModelConfig, load_model_config, save_model_config
@@ -266,7 +267,7 @@ def train(settings: Settings, cfg: TrainConfig, progress: Progress | None = None
     base = resolve_model(cfg.base, settings.home) if cfg.base else settings.model_path
     device, precision = _device(cfg.device)
     encoder = Encoder(base, device=device)
-    base_cfg = load_model_config(encoder.path, encoder.fingerprint, settings.home, getattr(esco, "name", None))
+    base_cfg = load_model_config(encoder.path, encoder.fingerprint, settings.home, esco.name)
     out = Path(cfg.out).expanduser() if cfg.out else _default_out(settings, Path(encoder.path).name)
     if out.exists() and any(out.iterdir()):
         raise InputError(f"--out {out} already holds files; pick a new folder (a finished model is never overwritten)")
@@ -401,16 +402,16 @@ def train(settings: Settings, cfg: TrainConfig, progress: Progress | None = None
     }
     if calibration:
         meta["calibrated_on"] = calibration
-    taxonomy = getattr(esco, "name", "esco-1.1.0")
+    taxonomy = esco.name
     meta["taxonomy"] = taxonomy
     model_cfg = ModelConfig(score=base_cfg.score, threshold=threshold, threshold_source=source, extra=meta)
-    save_model_config(partial, model_cfg if taxonomy == "esco-1.1.0" else ModelConfig(score=base_cfg.score, extra=meta))
+    save_model_config(partial, model_cfg if taxonomy == DEFAULT_TAXONOMY else ModelConfig(score=base_cfg.score, extra=meta))
     atomic_write_text(partial / "jobskills_train_report.json", json.dumps(report.to_dict(), indent=2, default=str))
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.exists():
         out.rmdir()  # empty (checked above)
     os.replace(partial, out)
-    if taxonomy != "esco-1.1.0":  # a threshold belongs to (model, taxonomy): keep it in this home
+    if taxonomy != DEFAULT_TAXONOMY:  # a threshold belongs to (model, taxonomy): keep it in this home
         from jobskills.encoder import model_fingerprint
         from jobskills.modelconfig import calibration_path
 
@@ -469,10 +470,10 @@ def reindex(settings: Settings, model_dir: Path, device: str, esco: Esco, progre
     from indexer.build import BuildReport, build_index, discard, publish_all
     from jobskills.encoder import Encoder
     from jobskills.store import open_store
-    from jobskills.taxonomy import DEFAULT_TAXONOMY, skills_kind
+    from jobskills.taxonomy import skills_kind
 
     encoder = Encoder(model_dir, device=device)
-    taxonomy = getattr(esco, "name", DEFAULT_TAXONOMY)
+    taxonomy = esco.name
     kinds = ("skills",) if taxonomy != DEFAULT_TAXONOMY else ("skills", "titles")
     built = BuildReport()
     store = open_store(settings)
