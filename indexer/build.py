@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -22,9 +22,12 @@ from jobskills.errors import IndexNotFoundError, StoreError, StoreLockedError
 from jobskills.esco import Esco, load_esco
 from jobskills.modelconfig import load_model_config
 from jobskills.scoring import SCORER_VERSION
-from jobskills.store import KINDS, IndexPoint, Store
+from jobskills.store import BM25, KINDS, TITLE_SCHEMA, IndexPoint, Store
 from jobskills.taxonomy import DEFAULT_TAXONOMY, skills_kind
 from jobskills.threshold import index_threshold
+
+if TYPE_CHECKING:
+    from jobskills.lexical import Bm25Encoder
 
 __all__ = ["BuildReport", "LABEL_MODES", "build_index", "skill_items", "title_items", "rollback", "index_items"]
 
@@ -168,8 +171,10 @@ def index_items(
     encoder: Encoder,
     batch_size: int = 64,
     progress: Progress | None = None,
+    lexical: "Bm25Encoder | None" = None,
 ) -> None:
-    """Encode ``items`` and upsert them as points ``0..n-1`` of a created version."""
+    """Encode ``items`` and upsert them as points ``0..n-1`` of a created version (``lexical``: also each
+    text's BM25 sparse vector, for a version created with ``sparse=True``)."""
     texts = [t for t, _ in items]
     done = 0
     for idx, enc in encoder.iter_encode(texts, batch_size=batch_size):
@@ -177,7 +182,8 @@ def index_items(
         mask = enc.mask.cpu().numpy()
         pooled = enc.pooled.cpu().numpy()
         points = [
-            IndexPoint(id=i, tokens=tokens[row][mask[row]], mean=pooled[row], payload=items[i][1])
+            IndexPoint(id=i, tokens=tokens[row][mask[row]], mean=pooled[row], payload=items[i][1],
+                       sparse=lexical.document(texts[i]) if lexical is not None else None)
             for row, i in enumerate(idx)
         ]
         store.upsert(kind, version, points)
@@ -232,13 +238,18 @@ def build_index(
             raise StoreError(f"nothing to index for {kind}")
         version = _new_version(encoder.fingerprint, esco)
         logger.info("building %s/%s: %d points", kind, version, len(items))
-        store.create(kind, version, encoder.dim)
+        lexical = None
+        if base_kind == "titles":  # titles carry a BM25 vector beside the dense ones (hybrid title search)
+            from jobskills.lexical import Bm25Encoder
+
+            lexical = Bm25Encoder.fitted([t for t, _ in items])
+        store.create(kind, version, encoder.dim, sparse=lexical is not None)
         try:
-            index_items(store, kind, version, items, encoder, settings.batch_size, progress)
+            index_items(store, kind, version, items, encoder, settings.batch_size, progress, lexical=lexical)
             n = store.count(kind, version)
             if n != len(items):
                 raise StoreError(f"index {kind}/{version} holds {n} points, expected {len(items)}")
-            _smoke_query(store, kind, version, items, encoder)
+            _smoke_query(store, kind, version, items, encoder, lexical)
         except BaseException:
             # leave no half-built version behind; the live one was never touched
             logger.error("build of %s/%s failed; the previous index stays live", kind, version)
@@ -274,6 +285,9 @@ def build_index(
             "jobskills_version": __version__,
             "engine": store.engine,
         }
+        if lexical is not None:
+            manifest["title_schema"] = TITLE_SCHEMA
+            manifest["lexical"] = {"vector": BM25, "model": "bm25", "modifier": "idf", "bm25": lexical.settings.to_dict()}
         store.finalize(kind, version, manifest)
         report.previous[kind] = store.current(kind)
         report.versions[kind] = version
@@ -303,14 +317,26 @@ def discard(store: Store, report: BuildReport) -> None:
             logger.info("discarded unpublished %s/%s", kind, version)
 
 
-def _smoke_query(store: Store, kind: str, version: str, items: Sequence[tuple[str, dict[str, Any]]], encoder: Encoder) -> None:
-    """The first label must find itself: proves vectors and payload landed and are searchable."""
+def _smoke_query(store: Store, kind: str, version: str, items: Sequence[tuple[str, dict[str, Any]]], encoder: Encoder,
+                 lexical: "Bm25Encoder | None" = None) -> None:
+    """The first label must find itself: proves vectors and payload landed and are searchable (and, with
+    ``lexical``, that its BM25 vector landed: its own words find it among the best lexical hits)."""
     enc = encoder.encode([items[0][0]])
     hits = store.query_maxsim(kind, version, enc.token_rows(0).cpu().numpy(), limit=3)
     if not hits or hits[0].payload is None:
         raise StoreError(f"smoke query on {kind}/{version} returned nothing")
     if not np.isclose(hits[0].score, int(enc.mask[0].sum()), atol=1e-3):
         raise StoreError(f"smoke query on {kind}/{version}: label did not find itself (score {hits[0].score:.3f})")
+    if lexical is not None:
+        from jobskills.store import Fusion, Source
+
+        words = lexical.query(items[0][0])
+        if words[0]:
+            found = store.query_fused(kind, version, [Source("lexical", BM25, words, 10)], Fusion(), limit=10)
+            best = found.sources["lexical"]
+            top = max((s for _, s in best.values()), default=0.0)
+            if 0 not in best or best[0][1] < top - 1e-6:
+                raise StoreError(f"smoke query on {kind}/{version}: the BM25 vector of {items[0][0]!r} did not find it")
 
 
 def prune(store: Store, kind: str, keep: int) -> list[str]:

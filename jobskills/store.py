@@ -37,12 +37,17 @@ from jobskills.locks import BuildLock, Lease, exclusive, in_use
 if TYPE_CHECKING:
     from jobskills.config import Settings
 
-__all__ = ["TOKENS", "MEAN", "KINDS", "IndexPoint", "Hit", "Store", "EdgeStore", "ClientStore", "open_store"]
+__all__ = ["TOKENS", "MEAN", "BM25", "TITLE_SCHEMA", "KINDS", "IndexPoint", "Hit", "Source", "Fusion", "Fused", "Store", "EdgeStore",
+           "ClientStore", "open_store"]
 
 logger = logging.getLogger(__name__)
 
 TOKENS = "tokens"
 MEAN = "mean"
+BM25 = "bm25"  # the sparse BM25 vector of title points (jobskills.lexical); skills points have none
+#: Titles index schema, recorded in its manifest: 1 = ``tokens`` + ``mean``; 2 = also the sparse ``bm25`` vector
+#: (hybrid lexical + semantic title search). A manifest without the key is schema 1.
+TITLE_SCHEMA = 2
 KINDS = ("skills", "titles")
 MANIFEST_KEY = "jobskills_manifest"
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -56,6 +61,7 @@ class IndexPoint:
     tokens: np.ndarray
     mean: np.ndarray
     payload: dict[str, Any]
+    sparse: tuple[list[int], list[float]] | None = None  # BM25 (indices, values); stored only if created with sparse=True
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,38 @@ class Hit:
     id: int
     score: float
     payload: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Source:
+    """One prefetch of a fused query: ``using`` names the vector (``tokens``, ``mean`` or ``bm25``);
+    ``query`` is a token matrix, a dense vector, or sparse ``(indices, values)``."""
+
+    name: str
+    using: str
+    query: Any
+    limit: int
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How the engine fuses the sources: ``rrf`` (sum over prefetches of 1 / (k + rank), rank from 0) or
+    ``dbsf`` (each list's scores normalised by its mean +- 3 std, then summed). ``weights`` are Qdrant's own
+    RRF weights (they scale ranks: 1 / (k + (rank + 1) / w - 1)) and need Qdrant >= 1.17 on a server; equal
+    weights are sent as none, which 1.16 accepts. To weight a source linearly, pass it twice."""
+
+    method: str = "rrf"
+    k: int = 60
+    weights: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Fused:
+    """A fused ranking and, per source, its own list as ``{id: (rank from 1, score)}``: which evidence
+    carried each hit."""
+
+    hits: list[Hit]
+    sources: dict[str, dict[int, tuple[int, float]]]
 
 
 _KIND_RE = re.compile(r"^(skills|titles)(_[a-z0-9][a-z0-9-]{0,40})?$")  # skills_<taxonomy> for imported lists
@@ -101,7 +139,8 @@ class Store(ABC):
             self.build_lock.release()
 
     @abstractmethod
-    def create(self, kind: str, version: str, dim: int) -> None: ...
+    def create(self, kind: str, version: str, dim: int, sparse: bool = False) -> None:
+        """``sparse``: add the BM25 sparse vector (IDF applied by the engine), for title points."""
 
     @abstractmethod
     def upsert(self, kind: str, version: str, points: Sequence[IndexPoint]) -> None: ...
@@ -149,6 +188,11 @@ class Store(ABC):
         with_payload: bool = False,
     ) -> list[list[Hit]]:
         """One exact dot-product search on ``mean`` per query row (rows in order)."""
+
+    def query_fused(self, kind: str, version: str, sources: Sequence[Source], fusion: Fusion, limit: int) -> Fused:
+        """One fused query (a prefetch per source, fused by the engine), batched with each source alone so
+        every hit can say which evidence carried it."""
+        raise StoreError(f"the {self.engine} store cannot run fused queries")
 
     @abstractmethod
     def close(self) -> None: ...
@@ -277,7 +321,7 @@ class EdgeStore(Store):
                 raise StoreError(f"cannot open index shard {path}: {exc}") from exc
         return self._shards[key]
 
-    def create(self, kind: str, version: str, dim: int) -> None:
+    def create(self, kind: str, version: str, dim: int, sparse: bool = False) -> None:
         import qdrant_edge as qe
 
         self.writer()
@@ -299,6 +343,7 @@ class EdgeStore(Store):
                 ),
                 MEAN: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Dot),
             },
+            sparse_vectors={BM25: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)} if sparse else None,
         )
         try:
             self._shards[(kind, version)] = qe.EdgeShard.create(str(path / "shard"), cfg)
@@ -310,14 +355,12 @@ class EdgeStore(Store):
 
         self.writer()
         shard = self._shard(kind, version)
-        ops = [
-            qe.Point(
-                id=p.id,
-                vector={TOKENS: np.ascontiguousarray(p.tokens, dtype=np.float32), MEAN: np.ascontiguousarray(p.mean, dtype=np.float32)},
-                payload=p.payload,
-            )
-            for p in points
-        ]
+        ops = []
+        for p in points:
+            vector: dict[str, Any] = {TOKENS: np.ascontiguousarray(p.tokens, dtype=np.float32), MEAN: np.ascontiguousarray(p.mean, dtype=np.float32)}
+            if p.sparse is not None:
+                vector[BM25] = qe.SparseVector(indices=list(p.sparse[0]), values=list(p.sparse[1]))
+            ops.append(qe.Point(id=p.id, vector=vector, payload=p.payload))
         try:
             shard.update(qe.UpdateOperation.upsert_points(ops))
         except Exception as exc:
@@ -435,6 +478,33 @@ class EdgeStore(Store):
         res = self._shard(kind, version).query_batch(qe.QueryBatchRequest(reqs))
         return [[Hit(int(p.id), float(p.score), dict(p.payload or {}) if with_payload else None) for p in row] for row in res]
 
+    def query_fused(self, kind: str, version: str, sources: Sequence[Source], fusion: Fusion, limit: int) -> Fused:
+        import qdrant_edge as qe
+
+        def nearest(s: Source) -> Any:
+            if s.using == BM25:
+                return qe.Query.Nearest(qe.SparseVector(indices=list(s.query[0]), values=list(s.query[1])), using=BM25)
+            return qe.Query.Nearest(np.ascontiguousarray(s.query, dtype=np.float32), using=s.using)
+
+        exact = qe.SearchParams(exact=True)
+        if fusion.method == "rrf":
+            fuse: Any = qe.Fusion.Rrf(k=fusion.k, weights=list(fusion.weights) if fusion.weights else None)
+        elif fusion.method == "dbsf":
+            fuse = qe.Fusion.Dbsf()
+        else:
+            raise StoreError(f"unknown fusion {fusion.method!r}")
+        reqs = [qe.QueryRequest(limit=limit, query=fuse, with_payload=True,
+                                prefetches=[qe.Prefetch(limit=s.limit, query=nearest(s), params=exact) for s in sources])]
+        alone = list({s.name: s for s in sources}.values())  # a source passed twice (a weight) is explained once
+        reqs += [qe.QueryRequest(limit=s.limit, query=nearest(s), params=exact, with_payload=False) for s in alone]
+        try:
+            res = self._shard(kind, version).query_batch(qe.QueryBatchRequest(reqs))
+        except Exception as exc:
+            raise StoreError(f"fused query on {kind}/{version} failed: {exc}") from exc
+        hits = [Hit(int(p.id), float(p.score), dict(p.payload or {})) for p in res[0]]
+        lists = {s.name: {int(p.id): (rank, float(p.score)) for rank, p in enumerate(row, 1)} for s, row in zip(alone, res[1:])}
+        return Fused(hits, lists)
+
     def close(self) -> None:
         for shard in self._shards.values():
             try:
@@ -516,7 +586,7 @@ class ClientStore(Store):
     def _alias(self, kind: str) -> str:
         return f"{self.prefix}-{kind}"
 
-    def create(self, kind: str, version: str, dim: int) -> None:
+    def create(self, kind: str, version: str, dim: int, sparse: bool = False) -> None:
         self.writer()
         from qdrant_client import models
 
@@ -534,6 +604,7 @@ class ClientStore(Store):
                 ),
                 MEAN: models.VectorParams(size=dim, distance=models.Distance.DOT),
             },
+            sparse_vectors_config={BM25: models.SparseVectorParams(modifier=models.Modifier.IDF)} if sparse else None,
             **self._collection_kwargs,
         )
 
@@ -545,13 +616,22 @@ class ClientStore(Store):
             self.client.upsert(
                 self._name(kind, version),
                 points=[
-                    models.PointStruct(id=p.id, vector={TOKENS: np.asarray(p.tokens, dtype=np.float32).tolist(), MEAN: np.asarray(p.mean, dtype=np.float32).tolist()}, payload=p.payload)
+                    models.PointStruct(id=p.id, vector=self._vectors(p), payload=p.payload)
                     for p in points
                 ],
                 wait=True,
             )
         except Exception as exc:
             raise StoreError(f"writing to collection {self._name(kind, version)} failed: {exc}") from exc
+
+    @staticmethod
+    def _vectors(p: IndexPoint) -> dict[str, Any]:
+        from qdrant_client import models
+
+        out: dict[str, Any] = {TOKENS: np.asarray(p.tokens, dtype=np.float32).tolist(), MEAN: np.asarray(p.mean, dtype=np.float32).tolist()}
+        if p.sparse is not None:
+            out[BM25] = models.SparseVector(indices=list(p.sparse[0]), values=list(p.sparse[1]))
+        return out
 
     def finalize(self, kind: str, version: str, manifest: dict[str, Any]) -> None:
         self.writer()
@@ -646,6 +726,34 @@ class ClientStore(Store):
         ]
         res = self.client.query_batch_points(self._name(kind, version), requests=reqs)
         return [[Hit(int(p.id), float(p.score), dict(p.payload or {}) if with_payload else None) for p in r.points] for r in res]
+
+    def query_fused(self, kind: str, version: str, sources: Sequence[Source], fusion: Fusion, limit: int) -> Fused:
+        from qdrant_client import models
+
+        def query(s: Source) -> Any:
+            if s.using == BM25:
+                return models.SparseVector(indices=list(s.query[0]), values=list(s.query[1]))
+            return np.asarray(s.query, dtype=np.float32).tolist()
+
+        params = models.SearchParams(exact=True) if self.remote else None
+        if fusion.method == "rrf":
+            fuse: Any = (models.RrfQuery(rrf=models.Rrf(k=fusion.k, weights=list(fusion.weights)))  # Qdrant >= 1.17
+                         if fusion.weights and len(set(fusion.weights)) > 1 else models.RrfQuery(rrf=models.Rrf(k=fusion.k)))
+        elif fusion.method == "dbsf":
+            fuse = models.FusionQuery(fusion=models.Fusion.DBSF)
+        else:
+            raise StoreError(f"unknown fusion {fusion.method!r}")
+        prefetch = [models.Prefetch(query=query(s), using=s.using, limit=s.limit, params=params) for s in sources]
+        reqs = [models.QueryRequest(query=fuse, prefetch=prefetch, limit=limit, with_payload=True)]
+        alone = list({s.name: s for s in sources}.values())  # a source passed twice (a weight) is explained once
+        reqs += [models.QueryRequest(query=query(s), using=s.using, limit=s.limit, params=params, with_payload=False) for s in alone]
+        try:
+            res = self.client.query_batch_points(self._name(kind, version), requests=reqs)
+        except Exception as exc:
+            raise StoreError(f"fused query on {self._name(kind, version)} failed: {exc}") from exc
+        hits = [Hit(int(p.id), float(p.score), dict(p.payload or {})) for p in res[0].points]
+        lists = {s.name: {int(p.id): (rank, float(p.score)) for rank, p in enumerate(r.points, 1)} for s, r in zip(alone, res[1:])}
+        return Fused(hits, lists)
 
     def close(self) -> None:
         try:

@@ -159,25 +159,32 @@ def search(
 def titles(
     query: Annotated[str, typer.Argument(help="A free-text job title.")],
     k: KOpt = 10,
-    method: Annotated[str, typer.Option("--method", help="maxsim (late interaction, default), mean (pooled cosine) or hybrid (both).")] = "maxsim",
+    method: Annotated[Optional[str], typer.Option("--method", help="hybrid (BM25 + pooled cosine fused in Qdrant, default), mean (pooled cosine), maxsim (late interaction) or lexical (BM25).", show_default=False)] = None,
     model: ModelOpt = None,
     home: HomeOpt = None,
     engine: EngineOpt = None,
     device: DeviceOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Nearest ESCO occupations for a job title, with the ESCO title that matched and the ISCO group."""
+    """Nearest ESCO occupations for a job title, with the ESCO title that matched, the ISCO group and the evidence
+    that carried it (lexical: shared words, BM25; semantic: the embedding; or both)."""
     if not query.strip():
         raise InputError("the job title is empty")
     require_words(query, "the job title")  # emoji alone once got confident hits; extract refuses them too
     with _open(model, home, engine, device) as r:
+        from retriever.pipeline import DEFAULT_TITLE_METHOD
+
+        method = method or DEFAULT_TITLE_METHOD
         matches = r.titles(query, k, method=method)
         prov = r.provenance()
     if json_out:
         emit_json({"provenance": prov, "query": query, "method": method, "occupations": [m.to_dict() for m in matches]})
         return
     for i, m in enumerate(matches, 1):
-        typer.echo(f"{i:>3}. {m.score:.3f}  {m.label}  (ISCO {m.isco_group}; via \"{m.matched_title}\")  {m.occupation_uri}")
+        why = [f"BM25 {m.lexical_score:.2f}" if m.lexical_score is not None else "",
+               f"cos {m.semantic_score:.3f}" if m.semantic_score is not None else ""]
+        typer.echo(f"{i:>3}. {m.score:.4f}  {m.label}  (ISCO {m.isco_group}; via \"{m.matched_title}\"; {m.evidence}"
+                   f"{': ' + ', '.join(w for w in why if w) if any(why) else ''})  {m.occupation_uri}")
 
 
 def _subset(rows: list, limit: int | None, sample: int | None) -> list:
@@ -194,7 +201,7 @@ def evaluate(
     dump: Annotated[Optional[Path], typer.Option("--dump", help="Write one JSON line per sentence (gold, predicted, top-10).", show_default=False)] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Evaluate only the first N lines.", show_default=False)] = None,
     sample: Annotated[Optional[int], typer.Option("--sample", min=1, help="Evaluate N lines evenly spread over the file (deterministic).", show_default=False)] = None,
-    method: Annotated[str, typer.Option("--method", help="Titles: maxsim, mean or hybrid.")] = "maxsim",
+    method: Annotated[Optional[str], typer.Option("--method", help="Titles: hybrid (default), mean, maxsim or lexical.", show_default=False)] = None,
     threshold: ThresholdOpt = None,
     candidates: Annotated[str, typer.Option("--candidates", help="Candidate stage for the extraction path.")] = "bound",
     taxonomy: TaxonomyOpt = None,

@@ -362,8 +362,12 @@ def evaluate_extraction(
     return report
 
 
-def evaluate_titles(r: "Retriever", examples: Sequence[TitleExample], method: str = "maxsim") -> dict[str, Any]:
-    """Accuracy@1/5/10 and MRR of the gold occupation in ``titles()``'s ranking."""
+def evaluate_titles(r: "Retriever", examples: Sequence[TitleExample], method: str | None = None) -> dict[str, Any]:
+    """Accuracy@1/5/10 and MRR of the gold occupation in ``titles()``'s ranking (``method``: the default one
+    when None)."""
+    from retriever.pipeline import DEFAULT_TITLE_METHOD, HYBRID
+
+    method = method or DEFAULT_TITLE_METHOD
     hits = {1: 0, 5: 0, 10: 0}
     rr = 0.0
     started = time.perf_counter()
@@ -378,6 +382,9 @@ def evaluate_titles(r: "Retriever", examples: Sequence[TitleExample], method: st
         "kind": "titles",
         "titles": n,
         "method": method,
+        "fusion": ({"sources": list(HYBRID.sources), "fusion": HYBRID.fusion.method, "k": HYBRID.fusion.k,
+                    "weights": list(HYBRID.fusion.weights) if HYBRID.fusion.weights else None, "prefetch": max(HYBRID.prefetch, max(50, 10 * TITLE_RANK_DEPTH) // 5)}
+                   if method == "hybrid" else None),
         "mrr": rr / n,
         **{f"acc@{k}": v / n for k, v in hits.items()},
         "titles_per_s": n / seconds if seconds else 0.0,
