@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from jobskills import __version__
+from jobskills import __version__, cli_taxonomy
 from jobskills.cli_common import err, new_app, setup_logging
 from jobskills.esco import ATTRIBUTION
 
@@ -37,6 +37,7 @@ def root(
 
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
+cli_taxonomy.register(app)  # core's own commands
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from jobskills.errors import ModelLoadError
 from jobskills.esco import ESCO_TAXONOMY
 from jobskills.fileio import atomic_write_text
 from jobskills.scoring import ScoreConfig
+from jobskills.threshold import FALLBACK_THRESHOLD
 
 __all__ = [
     "MODEL_CONFIG_NAME", "FALLBACK_THRESHOLD", "ModelConfig", "calibration_path", "load_model_config", "save_model_config",
@@ -25,8 +26,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MODEL_CONFIG_NAME = "jobskills_config.json"
-#: Used only for a model that has neither its own config nor a packaged default; calibrate it.
-FALLBACK_THRESHOLD = 0.5
 _DEFAULTS = Path(__file__).resolve().parent / "data" / "model_defaults.json"
 
 

@@ -25,12 +25,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
-from jobskills.modelconfig import FALLBACK_THRESHOLD, ModelConfig
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # modelconfig imports the scorer (torch); this module stays light for the CLI
     from jobskills.config import Settings
+    from jobskills.modelconfig import ModelConfig
 
 __all__ = ["Threshold", "resolve_threshold", "index_threshold", "SWEEP", "sweep_values", "FALLBACK_THRESHOLD"]
+
+#: Used only when nothing else gives a threshold (a model with no config, no calibration); calibrate it.
+FALLBACK_THRESHOLD = 0.5
 
 #: The calibration sweep: lowest, highest, step. Used by ``calibrate``, the trainer and evaluation alike.
 SWEEP = (0.20, 0.90, 0.01)
@@ -55,7 +57,7 @@ def resolve_threshold(argument: float | None, settings: "Settings | None", manif
     return Threshold(FALLBACK_THRESHOLD, "fallback")
 
 
-def index_threshold(option: float | None, model_cfg: ModelConfig) -> Threshold:
+def index_threshold(option: float | None, model_cfg: "ModelConfig") -> Threshold:
     """The threshold an index build records in its manifest: ``index --threshold``, else the model's config
     chain (:func:`jobskills.modelconfig.load_model_config`)."""
     if option is not None:

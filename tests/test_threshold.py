@@ -9,8 +9,8 @@ import json
 import pytest
 
 from jobskills.config import load_settings
-from jobskills.modelconfig import FALLBACK_THRESHOLD, ModelConfig
-from jobskills.threshold import SWEEP, index_threshold, resolve_threshold, sweep_values
+from jobskills.modelconfig import ModelConfig
+from jobskills.threshold import FALLBACK_THRESHOLD, SWEEP, index_threshold, resolve_threshold, sweep_values
 
 
 def test_the_whole_precedence(tmp_path):
