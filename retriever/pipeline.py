@@ -24,7 +24,9 @@ from jobskills.config import Settings
 from jobskills.encoder import Encoded, Encoder
 from jobskills.errors import IndexMismatchError, IndexNotFoundError, InputError
 from jobskills.esco import ESCO_VERSION
-from jobskills.scoring import BF16_MARGIN, SCORER_VERSION, ScoreConfig, attention, redundancy_keep, score_all, token_bound
+from jobskills.scoring import (
+    BF16_MARGIN, SCORER_VERSION, ScoreConfig, attention, redundancy_keep_pairs, score_all, score_pairs, token_bound,
+)
 from jobskills.store import BM25, MEAN, TITLE_SCHEMA, TOKENS, Fusion, Hit, Source, Store, open_store
 from jobskills.taxonomy import DEFAULT_TAXONOMY, skills_kind
 from jobskills.threshold import Threshold, resolve_threshold
@@ -337,16 +339,20 @@ class Retriever:
         return self._extract_units(sentences, [(i, 0, len(s)) for i, s in enumerate(sentences)], threshold, redundancy, evidence_words)
 
     def _fit_spans(self, text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-        """Cut spans longer than the encoder's window at token boundaries, so nothing is silently truncated."""
+        """Cut spans longer than the encoder's window at token boundaries, so nothing is silently truncated.
+
+        One tokenizer call gives every span's count and, for the long ones, the cut points."""
+        if not spans:
+            return []
         limit = self.encoder.max_tokens - 2
-        counts = self.encoder.count_tokens([text[a:b] for a, b in spans]) if spans else []
+        tok = self.encoder.tokenizer([text[a:b] for a, b in spans], add_special_tokens=False, truncation=False,
+                                     return_offsets_mapping=True, verbose=False)
+        specials = self.encoder.tokenizer.num_special_tokens_to_add(pair=False)
         out: list[tuple[int, int]] = []
-        for (a, b), n in zip(spans, counts):
-            if n <= limit + 2:
+        for (a, b), offsets in zip(spans, tok["offset_mapping"]):
+            if len(offsets) + specials <= limit + 2:
                 out.append((a, b))
                 continue
-            enc = self.encoder.tokenizer(text[a:b], add_special_tokens=False, return_offsets_mapping=True)
-            offsets = enc["offset_mapping"]
             for i in range(0, len(offsets), limit):
                 chunk = offsets[i : i + limit]
                 out.append((a + chunk[0][0], a + chunk[-1][1]))
@@ -429,33 +435,57 @@ class Retriever:
         redundancy: bool,
         evidence_words: int,
     ) -> list[SentenceResult]:
+        """Exact scores of every candidate pair of the batch in one segmented pass
+        (:func:`jobskills.scoring.score_pairs`); the token cosines and weights it returns serve the threshold,
+        the redundancy filter and the evidence, so no pair's cosines are computed twice."""
         import torch
 
+        n = len(units)
+        counts = [len(rows) for rows in rows_per_sentence]
+        kept: list[list[tuple[int, float, int]]] = [[] for _ in range(n)]  # per sentence: (row, score, pair)
+        pairs = None
+        if sum(counts):
+            owner = torch.repeat_interleave(torch.arange(n), torch.tensor(counts))
+            rows = torch.from_numpy(np.concatenate([np.asarray(r, dtype=np.int64) for r in rows_per_sentence]))
+            pairs = score_pairs(enc.tokens, enc.mask, self.skills.matrix, owner, rows, self.score_config)
+            kept = self._above(pairs.scores, owner, rows, t, n)
+        if redundancy and pairs is not None:
+            flat = [p for ks in kept if len(ks) > 1 for _, _, p in ks]
+            if flat:
+                idx = torch.tensor(flat)
+                keep = iter(redundancy_keep_pairs(pairs.cos[idx], pairs.mask[idx], owner[idx]).tolist())
+                kept = [[k for k in ks if next(keep)] if len(ks) > 1 else ks for ks in kept]
+        alpha_rows: Any = iter(())
+        if evidence_words and pairs is not None:
+            flat = [p for ks in kept for _, _, p in ks]
+            if flat:
+                alpha_rows = iter(pairs.alpha[torch.tensor(flat)].tolist())  # one conversion for the batch
         results = []
         for i, (ti, a, b) in enumerate(units):
             text = texts[ti]
-            rows = rows_per_sentence[i]
-            kept: list[tuple[int, float]] = []
-            if len(rows):
-                real = enc.token_rows(i).unsqueeze(0)  # padding may sit left or right: take the real tokens
-                scores = score_all(real, torch.ones(real.shape[:2], dtype=torch.bool),
-                                   self.skills.matrix[torch.from_numpy(rows)], self.score_config)
-                if self.skills.expanded:  # a skill scores its best label; keep that label's row
-                    by_skill, best_row = self.skills.by_skill(scores, torch.from_numpy(rows))
-                    sel = torch.nonzero(by_skill[0] >= t).flatten().tolist()
-                    kept = [(int(best_row[0, j]), float(by_skill[0, j])) for j in sel]
-                else:
-                    kept = [(int(rows[j]), float(scores[0, j])) for j in torch.nonzero(scores[0] >= t).flatten().tolist()]
-                kept.sort(key=lambda x: -x[1])
-            if redundancy and len(kept) > 1:
-                vecs = self.skills.matrix[torch.tensor([r for r, _ in kept])]
-                keep = redundancy_keep(enc.token_rows(i), torch.ones(int(enc.mask[i].sum()), dtype=torch.bool), vecs)
-                kept = [k for k, flag in zip(kept, keep.tolist()) if flag]
-            matches = [self._match(r, s) for r, s in kept]
+            matches = [self._match(r, s) for r, s, _ in kept[i]]
             if matches and evidence_words:
-                self._attach_evidence(text, a, enc, i, kept, matches, evidence_words)
-            results.append(SentenceResult(text[a:b], a, b, matches, candidates=len(rows)))
+                real = enc.mask[i].tolist()
+                alpha = [[w for w, m in zip(next(alpha_rows), real) if m] for _ in matches]  # real tokens only
+                self._attach_evidence(text, a, enc, i, [(r, s) for r, s, _ in kept[i]], matches, evidence_words, alpha)
+            results.append(SentenceResult(text[a:b], a, b, matches, candidates=counts[i]))
         return results
+
+    def _above(self, scores: Any, owner: Any, rows: Any, t: float, n: int) -> list[list[tuple[int, float, int]]]:
+        """Per sentence, the pairs at or above ``t`` as (row, score, pair index), best first. With label
+        expansion a skill keeps its best label only (ties: the later row, as :func:`jobskills.scoring.best_label`);
+        equal scores keep skill order, as the per-sentence rerank did."""
+        import torch
+
+        hit = torch.nonzero(scores >= t).flatten()
+        skill_of = self.skills.owner
+        best: list[dict[int, tuple[int, float, int]]] = [{} for _ in range(n)]
+        for p, i, r, s in zip(hit.tolist(), owner[hit].tolist(), rows[hit].tolist(), scores[hit].tolist()):
+            k = int(skill_of[r]) if self.skills.expanded else r
+            cur = best[i].get(k)
+            if cur is None or s > cur[1] or (s == cur[1] and r > cur[0]):
+                best[i][k] = (r, s, p)
+        return [[v for _, v in sorted(b.items(), key=lambda kv: (-kv[1][1], kv[0]))] for b in best]
 
     def _match(self, row: int, score: float) -> SkillMatch:
         p = self.skills.payloads[row]
@@ -465,14 +495,19 @@ class Retriever:
         )
 
     def _attach_evidence(
-        self, text: str, offset: int, enc: Encoded, i: int, kept: list[tuple[int, float]], matches: list[SkillMatch], top: int
+        self, text: str, offset: int, enc: Encoded, i: int, kept: list[tuple[int, float]], matches: list[SkillMatch], top: int,
+        alpha: list[list[float]] | None = None,
     ) -> None:
-        """Words of the sentence with the attention each skill put on them (special tokens left out)."""
+        """Words of the sentence with the attention each skill put on them (special tokens left out).
+
+        ``alpha``: per match, its weights over the sentence's real tokens when the caller has them already
+        (the batched rerank); otherwise they are computed here."""
         import torch
 
         n_real = int(enc.mask[i].sum())
-        vecs = self.skills.matrix[torch.tensor([r for r, _ in kept])]
-        alpha, _ = attention(enc.token_rows(i), torch.ones(n_real, dtype=torch.bool), vecs, self.score_config)
+        if alpha is None:
+            vecs = self.skills.matrix[torch.tensor([r for r, _ in kept])]
+            alpha = attention(enc.token_rows(i), torch.ones(n_real, dtype=torch.bool), vecs, self.score_config)[0].tolist()
         word_ids = enc.word_ids[i] if enc.word_ids else [None] * n_real
         offsets = enc.offsets[i] if enc.offsets else [(0, 0)] * n_real
         spans: dict[int, list[int]] = {}
@@ -484,9 +519,9 @@ class Retriever:
             cur[0], cur[1] = min(cur[0], s), max(cur[1], e)
         for k, match in enumerate(matches):
             weights: dict[int, float] = {}
-            for j, w in enumerate(word_ids):
+            for w, a in zip(word_ids, alpha[k]):
                 if w is not None:
-                    weights[w] = weights.get(w, 0.0) + float(alpha[k, j])
+                    weights[w] = weights.get(w, 0.0) + a
             best = sorted(weights.items(), key=lambda kv: -kv[1])[:top]
             match.evidence = [
                 Evidence(text[offset + spans[w][0] : offset + spans[w][1]], offset + spans[w][0], offset + spans[w][1], round(wt, 4))
