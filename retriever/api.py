@@ -39,6 +39,7 @@ from pydantic import BaseModel, Field, model_validator
 from jobskills import __version__
 from jobskills.errors import IndexMismatchError, InputError, JobskillsError
 from jobskills.esco import ATTRIBUTION
+from retriever.pipeline import DEFAULT_TITLE_METHOD, TITLE_METHODS
 
 if TYPE_CHECKING:
     from jobskills.config import Settings
@@ -503,7 +504,7 @@ def create_app(settings: "Settings | None" = None, retriever: "Retriever | None"
         request: Request,
         q: str = Query(..., min_length=1, max_length=300, description="A free-text job title."),
         k: int = Query(10, ge=1, le=100),
-        method: str = Query("maxsim", pattern="^(maxsim|mean|hybrid)$"),
+        method: str = Query(DEFAULT_TITLE_METHOD, pattern="^(" + "|".join(TITLE_METHODS) + ")$"),
     ) -> dict[str, Any]:
         async with _using(request) as r:
             matches = await asyncio.to_thread(_locked, request, r.titles, q, k, method)

@@ -31,7 +31,7 @@ from jobskills.store import BM25, MEAN, TITLE_SCHEMA, TOKENS, Fusion, Hit, Sourc
 from jobskills.taxonomy import DEFAULT_TAXONOMY, skills_kind
 from jobskills.threshold import Threshold, resolve_threshold
 from retriever.skills import SkillVectors
-from retriever.text import MAX_TEXT_CHARS, split_sentences
+from retriever.text import MAX_TEXT_CHARS, require_words, split_sentences
 
 __all__ = ["Evidence", "SkillMatch", "SentenceResult", "TitleMatch", "Retriever", "CANDIDATE_MODES", "check_manifest",
            "TITLE_METHODS", "DEFAULT_TITLE_METHOD", "HYBRID", "TitleFusion"]
@@ -584,6 +584,7 @@ class Retriever:
         if not query or not query.strip():
             raise InputError("the job title is empty")
         _check_unicode(query)
+        require_words(query, "the job title")  # emoji alone once got confident hits, while extract refused them
         if k < 1:
             raise InputError("k must be >= 1")
         if method not in TITLE_METHODS:

@@ -217,3 +217,16 @@ def test_serve_moves_to_a_new_pair_without_mixing_versions(tmp_path, encoder, es
             running.result()
     r.close()
     assert seen <= {first, second}  # never a mixed pair
+
+
+def test_titles_default_to_the_hybrid_and_refuse_text_without_words(client, retriever):
+    """Issue 16.15 at the library and the API (emoji alone got confident hits); issue 19's default method."""
+    from jobskills.errors import InputError
+
+    res = client.get("/titles", params={"q": "musician"})
+    assert res.status_code == 200 and res.json()["method"] == "hybrid"
+    assert client.get("/titles", params={"q": "musician", "method": "lexical"}).status_code == 200
+    res = client.get("/titles", params={"q": "🎻🎻"})
+    assert res.status_code == 400 and "no words" in res.json()["detail"]
+    with pytest.raises(InputError, match="no words"):
+        retriever.titles("🎻 !!")
