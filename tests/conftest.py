@@ -105,3 +105,23 @@ def edge_index(tmp_path_factory, encoder, esco, sample_uris):
     settings, store = _small_index(tmp_path_factory, "edge", encoder, esco, sample_uris)
     yield settings, store
     store.close()
+
+
+@pytest.fixture(scope="module")
+def retriever(edge_index, encoder):
+    """A Retriever on the small edge index (the API tests' shared reader)."""
+    from retriever.pipeline import Retriever
+
+    settings, store = edge_index
+    return Retriever(settings, store=store, encoder=encoder)
+
+
+@pytest.fixture(scope="module")
+def client(retriever):
+    """FastAPI's test client on that Retriever."""
+    from fastapi.testclient import TestClient
+
+    from retriever.api import create_app
+
+    with TestClient(create_app(retriever=retriever)) as c:
+        yield c

@@ -10,25 +10,11 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from fastapi.testclient import TestClient
 
 from retriever.api import MAX_BATCH, create_app
-from retriever.pipeline import Retriever
 from tests.conftest import house_rows
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def retriever(edge_index, encoder):
-    settings, store = edge_index
-    return Retriever(settings, store=store, encoder=encoder)
-
-
-@pytest.fixture(scope="module")
-def client(retriever):
-    with TestClient(create_app(retriever=retriever)) as c:
-        yield c
 
 
 def test_health_info_and_docs(client):

@@ -36,18 +36,6 @@ async def _until(cond, what: str, timeout: float = 60.0) -> None:
         await asyncio.sleep(0.005)
 
 
-@pytest.fixture(scope="module")
-def retriever(edge_index, encoder):
-    settings, store = edge_index
-    return Retriever(settings, store=store, encoder=encoder)
-
-
-@pytest.fixture(scope="module")
-def client(retriever):
-    with TestClient(create_app(retriever=retriever)) as c:
-        yield c
-
-
 def _labels(results):
     return [[[m.uri for m in s.skills] for s in text] for text in results]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -19,24 +20,32 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 NO_CHROMIUM = "no chromium binary on PATH: install the system's chromium (apt-get install chromium), as .ci/run does"
 
 
-@pytest.fixture(scope="module")
-def server(edge_index, encoder):
+@contextlib.contextmanager
+def _serving(retriever):
+    """A real uvicorn server for ``retriever`` on a free loopback port; yields its base URL."""
     import uvicorn
 
-    settings, store = edge_index
-    r = Retriever(settings, store=store, encoder=encoder)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(retriever=r), host="127.0.0.1", port=port, log_level="warning"))
+    srv = uvicorn.Server(uvicorn.Config(create_app(retriever=retriever), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.time() + 30
     while not srv.started and time.time() < deadline:
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(edge_index, encoder):
+    settings, store = edge_index
+    with _serving(Retriever(settings, store=store, encoder=encoder)) as url:
+        yield url
 
 
 def test_analyse_endpoint(server):
@@ -87,33 +96,19 @@ def test_page_asks_for_the_api_key_and_then_works(edge_index, encoder):
     the retried request succeeds."""
     import dataclasses
 
-    import uvicorn
-
     playwright = pytest.importorskip("playwright.sync_api")
     settings, store = edge_index
     r = Retriever(dataclasses.replace(settings, api_key="k-123"), store=store, encoder=encoder)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(retriever=r), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.05)
     asked = []
-    try:
+    with _serving(r) as url:
         with playwright.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
             page = browser.new_page()
             page.on("dialog", lambda d: (asked.append(d.message), d.accept("k-123")))
-            page.goto(f"http://127.0.0.1:{port}/")
+            page.goto(url + "/")
             page.fill("#text", "We are looking for a conductor to manage musical staff.")
             page.click("#go")
             page.wait_for_selector("tr.skill", timeout=60_000)
             assert page.locator("#error").inner_text() == ""
             browser.close()
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=10)
     assert asked == ["This server needs an API key:"]
