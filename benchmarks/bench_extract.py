@@ -71,7 +71,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="20 sentences, 1 round: a CI smoke run")
     ap.add_argument("--ratio-threads", default="1,2", help="torch thread counts for the pipeline-vs-encoder rows")
     ap.add_argument("--ratio-only", action="store_true", help="only the pipeline-vs-encoder rows (e.g. at ~100k label points)")
-    ap.add_argument("--name", default="bench_extract", help="results file name (e.g. bench_extract_labels_all)")
+    ap.add_argument("--name", default=None, help="results file name (default bench_extract, or bench_extract_ratio "
+                    "with --ratio-only, so a ratio run never replaces the candidate-stage figures)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -185,7 +186,7 @@ def main() -> None:
         "command": " ".join(["python", *sys.argv]),
     }
     store.close()
-    print(write_result(args.name, result, args.quick))
+    print(write_result(args.name or ("bench_extract_ratio" if args.ratio_only else "bench_extract"), result, args.quick))
 
 
 if __name__ == "__main__":
