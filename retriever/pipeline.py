@@ -245,7 +245,7 @@ class Retriever:
             raise
         self.candidates = candidates
         self.score_config = ScoreConfig.from_dict(found[1].get("score_config"))
-        choice = resolve_threshold(None, settings, found[1])
+        choice = self.threshold_choice
         logger.info("answering from skills %s, titles %s; threshold %.3f from %s", found[0],
                     self._titles_pinned[0] if self._titles_pinned else None, choice.value, choice.source)
         self._titles: tuple[str, dict[str, Any]] | None = None
