@@ -36,6 +36,20 @@ async def _until(cond, what: str, timeout: float = 60.0) -> None:
         await asyncio.sleep(0.005)
 
 
+def _with_batcher(body, **kwargs):
+    """Run ``await body(batcher)`` with a live batcher worker (cancelled after), as the app's lifespan does."""
+
+    async def main():
+        b = _Batcher(threading.Lock(), **kwargs)
+        worker = asyncio.create_task(b.run())
+        try:
+            return await body(b)
+        finally:
+            worker.cancel()
+
+    return asyncio.run(main())
+
+
 def _labels(results):
     return [[[m.uri for m in s.skills] for s in text] for text in results]
 
@@ -43,20 +57,15 @@ def _labels(results):
 def test_a_small_request_is_answered_between_the_batches_of_a_large_one(retriever):
     big_text = " ".join([SENTENCE] * 120)
 
-    async def main():
-        b = _Batcher(threading.Lock(), max_sentences=8)
-        worker = asyncio.create_task(b.run())
-        try:
-            big = asyncio.create_task(b.submit(retriever, [big_text], 0.4, True, 3))
-            await _until(lambda: b.batches >= 1, "the first batch of the large request")
-            small = await b.submit(retriever, ["We need you to manage musical staff."], 0.4, True, 3)
-            batches_at_small, big_done_at_small = b.batches, big.done()
-            big_result = await big
-            return small, big_result, batches_at_small, big_done_at_small, b.batches
-        finally:
-            worker.cancel()
+    async def body(b):
+        big = asyncio.create_task(b.submit(retriever, [big_text], 0.4, True, 3))
+        await _until(lambda: b.batches >= 1, "the first batch of the large request")
+        small = await b.submit(retriever, ["We need you to manage musical staff."], 0.4, True, 3)
+        batches_at_small, big_done_at_small = b.batches, big.done()
+        big_result = await big
+        return small, big_result, batches_at_small, big_done_at_small, b.batches
 
-    small, big_result, at_small, big_done, total = asyncio.run(main())
+    small, big_result, at_small, big_done, total = _with_batcher(body, max_sentences=8)
     assert not big_done and at_small < total  # the small one did not wait for the large one's 15 batches
     assert _labels(small) == _labels([retriever.extract("We need you to manage musical staff.", threshold=0.4, evidence_words=3)])
     assert len(big_result[0]) == 120  # every sentence of the large one, in order, with its own spans
@@ -67,40 +76,30 @@ def test_a_small_request_is_answered_between_the_batches_of_a_large_one(retrieve
 def test_a_cancelled_request_stops_using_the_model(retriever):
     big_text = " ".join([SENTENCE] * 200)
 
-    async def main():
-        b = _Batcher(threading.Lock(), max_sentences=8)
-        worker = asyncio.create_task(b.run())
-        try:
-            big = asyncio.create_task(b.submit(retriever, [big_text], 0.4, True, 3))
-            await _until(lambda: b.batches >= 2, "two batches")
-            big.cancel()  # what the API does when the client disconnects
-            at_cancel = b.batches
-            after = await b.submit(retriever, [SENTENCE], 0.4, True, 3)  # the worker is still alive
-            return at_cancel, b.sentences_done, after
-        finally:
-            worker.cancel()
+    async def body(b):
+        big = asyncio.create_task(b.submit(retriever, [big_text], 0.4, True, 3))
+        await _until(lambda: b.batches >= 2, "two batches")
+        big.cancel()  # what the API does when the client disconnects
+        at_cancel = b.batches
+        after = await b.submit(retriever, [SENTENCE], 0.4, True, 3)  # the worker is still alive
+        return at_cancel, b.sentences_done, after
 
-    at_cancel, done, after = asyncio.run(main())
+    at_cancel, done, after = _with_batcher(body, max_sentences=8)
     assert done <= (at_cancel + 1) * 8 + 1 < 200  # at most the batch in flight finished; the rest was dropped
     assert after[0][0].skills
 
 
 def test_the_queue_has_a_limit(retriever):
-    async def main():
-        b = _Batcher(threading.Lock(), max_sentences=4, max_queued=50)
-        worker = asyncio.create_task(b.run())
-        try:
-            big = asyncio.create_task(b.submit(retriever, [" ".join([SENTENCE] * 60)], 0.4, True, 3))
-            await _until(lambda: b.queued > 0, "the large request to queue")
-            with pytest.raises(QueueFull) as info:
-                await b.submit(retriever, [SENTENCE] * 2, 0.4, True, 3)
-            await big
-            ok = await b.submit(retriever, [SENTENCE], 0.4, True, 3)  # room again once it drained
-            return info.value.retry_after, ok
-        finally:
-            worker.cancel()
+    async def body(b):
+        big = asyncio.create_task(b.submit(retriever, [" ".join([SENTENCE] * 60)], 0.4, True, 3))
+        await _until(lambda: b.queued > 0, "the large request to queue")
+        with pytest.raises(QueueFull) as info:
+            await b.submit(retriever, [SENTENCE] * 2, 0.4, True, 3)
+        await big
+        ok = await b.submit(retriever, [SENTENCE], 0.4, True, 3)  # room again once it drained
+        return info.value.retry_after, ok
 
-    retry_after, ok = asyncio.run(main())
+    retry_after, ok = _with_batcher(body, max_sentences=4, max_queued=50)
     assert retry_after >= 1 and ok[0][0].skills
 
 
