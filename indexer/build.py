@@ -21,6 +21,7 @@ from jobskills.encoder import Encoder
 from jobskills.errors import IndexNotFoundError, StoreError, StoreLockedError
 from jobskills.esco import Esco, load_esco
 from jobskills.modelconfig import load_model_config
+from jobskills.schema import LABEL_MODES, Manifest, SkillPayload, TitlePayload, skill_points, title_points
 from jobskills.scoring import SCORER_VERSION
 from jobskills.store import BM25, KINDS, TITLE_SCHEMA, IndexPoint, Store
 from jobskills.taxonomy import DEFAULT_TAXONOMY, skills_kind
@@ -64,70 +65,16 @@ class BuildReport:
         }
 
 
-#: Which labels of a skill become index points: ``preferred`` (one point per skill) or ``all`` (label
-#: expansion: the preferred label and every distinct alternative label, each a point of its skill).
-LABEL_MODES = ("preferred", "all")
-
-
 def skill_items(
     esco: Esco, limit: int | None = None, uris: Sequence[str] | None = None, labels: str = "preferred"
 ) -> list[tuple[str, dict[str, Any]]]:
-    """(label text, payload) per index point. The preferred label, stripped, is always the skill's first
-    point; with ``labels="all"`` each distinct alternative label follows as a point of the same skill
-    (payload ``text``: the label encoded; ``label``: the preferred label, what results show)."""
-    if labels not in LABEL_MODES:
-        raise StoreError(f"unknown label mode {labels!r}; choose one of {', '.join(LABEL_MODES)}")
-    skills = [esco.skills[u] for u in uris] if uris is not None else list(esco.skills.values())
-    if limit is not None:
-        skills = skills[:limit]
-    out = []
-    for s in skills:
-        payload = {
-            "uri": s.uri,
-            "label": s.label,
-            "kind": "skill",
-            "type": s.skill_type,
-            "reuse_level": s.reuse_level,
-            "level2": [g.uri for g in s.level2],
-            "level2_labels": [g.label for g in s.level2],
-            "taxonomy": esco.name,
-        }
-        texts = [s.label]
-        if labels == "all":
-            seen = {s.label.casefold()}
-            for alt in s.alt_labels:
-                alt = alt.strip()
-                if alt and alt.casefold() not in seen:
-                    seen.add(alt.casefold())
-                    texts.append(alt)
-        out.extend((t, {**payload, "text": t}) for t in texts)
-    return out
+    """(label text, payload dict) per index point: :func:`jobskills.schema.skill_points` as stored."""
+    return [(t, p.to_dict()) for t, p in skill_points(esco, limit, uris, labels)]
 
 
 def title_items(esco: Esco, limit: int | None = None) -> list[tuple[str, dict[str, Any]]]:
-    """(title text, payload) per distinct title text (case-insensitive); a title shared by several
-    occupations is one point listing all of them, so equal vectors never tie against each other."""
-    occupations = list(esco.occupations.values())
-    if limit is not None:
-        occupations = occupations[:limit]
-    keep = {o.uri for o in occupations}
-    merged: dict[str, dict[str, Any]] = {}
-    for t in esco.titles:
-        if t.occupation_uri not in keep:
-            continue
-        key = t.text.casefold()
-        entry = merged.setdefault(
-            key,
-            {"text": t.text, "kind": "title", "occupations": [], "occupation_labels": [], "isco_groups": [],
-             "preferred": [], "taxonomy": "esco"},
-        )
-        if t.occupation_uri not in entry["occupations"]:
-            occ = esco.occupations[t.occupation_uri]
-            entry["occupations"].append(occ.uri)
-            entry["occupation_labels"].append(occ.label)
-            entry["isco_groups"].append(occ.isco_group)
-            entry["preferred"].append(t.preferred)
-    return [(e["text"], e) for e in merged.values()]
+    """(title text, payload dict) per title point: :func:`jobskills.schema.title_points` as stored."""
+    return [(t, p.to_dict()) for t, p in title_points(esco, limit)]
 
 
 def training_summary(extra: dict[str, Any]) -> dict[str, Any] | None:
@@ -233,7 +180,9 @@ def build_index(
         kind = skills_kind(taxonomy) if base_kind == "skills" else base_kind
         started = time.perf_counter()
         report.dropped += remove_incomplete(store, kind)
-        items = skill_items(esco, limit, skill_uris, labels) if base_kind == "skills" else title_items(esco, limit)
+        skills = skill_points(esco, limit, skill_uris, labels) if base_kind == "skills" else []
+        points: Sequence[tuple[str, SkillPayload | TitlePayload]] = skills if base_kind == "skills" else title_points(esco, limit)
+        items = [(t, p.to_dict()) for t, p in points]  # what the store holds: the payloads as dicts
         if not items:
             raise StoreError(f"nothing to index for {kind}")
         version = _new_version(encoder.fingerprint, esco)
@@ -258,36 +207,36 @@ def build_index(
             except Exception:  # pragma: no cover - best effort, the next build also cleans up
                 logger.debug("could not drop the failed version", exc_info=True)
             raise
-        manifest = {
-            "kind": kind,
-            "version": version,
-            "model_path": encoder.path,
-            "model_name": encoder.name,
-            "model_fingerprint": encoder.fingerprint,
-            "dim": encoder.dim,
-            "normalized": encoder.normalized,
-            "max_tokens": encoder.max_tokens,
-            "taxonomy": taxonomy,
-            "taxonomy_fingerprint": esco.fingerprint,
-            "esco_version": esco.version if taxonomy == DEFAULT_TAXONOMY else None,
-            "esco_fingerprint": esco.fingerprint,
-            "scorer_version": SCORER_VERSION,
-            "score_config": model_cfg.score.to_dict(),
-            "threshold": report.threshold,
-            "threshold_source": chosen.source,
-            "count": n,
-            "limit": limit,
-            "subset": skill_uris is not None and base_kind == "skills",
-            "labels": labels if base_kind == "skills" else None,
-            "model_training": training_summary(model_cfg.extra),
-            "skills": len({p["uri"] for _, p in items}) if base_kind == "skills" else None,
-            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-            "jobskills_version": __version__,
-            "engine": store.engine,
-        }
-        if lexical is not None:
-            manifest["title_schema"] = TITLE_SCHEMA
-            manifest["lexical"] = {"vector": BM25, "model": "bm25", "modifier": "idf", "bm25": lexical.settings.to_dict()}
+        manifest = Manifest(
+            kind=kind,
+            version=version,
+            model_path=encoder.path,
+            model_name=encoder.name,
+            model_fingerprint=encoder.fingerprint,
+            dim=encoder.dim,
+            normalized=encoder.normalized,
+            max_tokens=encoder.max_tokens,
+            taxonomy=taxonomy,
+            taxonomy_fingerprint=esco.fingerprint,
+            esco_version=esco.version if taxonomy == DEFAULT_TAXONOMY else None,
+            esco_fingerprint=esco.fingerprint,
+            scorer_version=SCORER_VERSION,
+            score_config=model_cfg.score.to_dict(),
+            threshold=report.threshold,
+            threshold_source=chosen.source,
+            count=n,
+            limit=limit,
+            subset=skill_uris is not None and base_kind == "skills",
+            labels=labels if base_kind == "skills" else None,
+            model_training=training_summary(model_cfg.extra),
+            skills=len({p.uri for _, p in skills}) if base_kind == "skills" else None,
+            created_at=dt.datetime.now(dt.timezone.utc).isoformat(),
+            jobskills_version=__version__,
+            engine=store.engine,
+            title_schema=TITLE_SCHEMA if lexical is not None else None,
+            lexical={"vector": BM25, "model": "bm25", "modifier": "idf", "bm25": lexical.settings.to_dict()}
+            if lexical is not None else None,
+        ).to_dict()
         store.finalize(kind, version, manifest)
         report.previous[kind] = store.current(kind)
         report.versions[kind] = version
@@ -386,6 +335,6 @@ def record_threshold(store: Store, kind: str, version: str, threshold: float, so
     manifest = store.manifest(kind, version)
     if manifest is None:
         raise IndexNotFoundError(f"index version {kind}/{version} is gone; open the index again")
-    manifest = {**manifest, "threshold": threshold, "threshold_source": source, "calibrated_on": record}
+    manifest = Manifest.from_dict(manifest).calibrated(threshold, source, record).to_dict()
     store.finalize(kind, version, manifest)
     return manifest

@@ -97,8 +97,8 @@ def info(
     json_out: JsonOpt = False,
 ) -> None:
     """What is indexed: model, dims, ESCO version, scorer, counts, threshold, versions kept for rollback."""
+    from jobskills.schema import Manifest
     from jobskills.store import KINDS, open_store
-
     from jobskills.taxonomy import list_taxonomies, skills_kind
 
     settings = settings_from(home=home, engine=engine)
@@ -127,16 +127,16 @@ def info(
             hint = f" --taxonomy {kind.split('_', 1)[1]}" if "_" in kind else ""
             typer.echo(f"{kind}: not indexed (run `jobskills index{hint}`)")
             continue
-        m = entry["manifest"]
+        m = Manifest.from_dict(entry["manifest"])
         typer.echo(
-            f"{kind}: {m['count']:,} points, version {entry['live']}\n"
-            f"  model {m['model_name']} ({m['model_fingerprint']}), {m['dim']}-d, taxonomy {m.get('taxonomy')} "
-            f"({m.get('taxonomy_fingerprint') or m.get('esco_fingerprint')}), "
-            f"scorer {m['scorer_version']} {m['score_config']}, threshold {m['threshold']} ({m['threshold_source']}), "
-            f"built {m['created_at']}, {len(entry['versions'])} version(s) kept"
-            + (f", {m.get('skills'):,} skills as {m['labels']} labels" if m.get("labels") == "all" else "")
+            f"{kind}: {m.count:,} points, version {entry['live']}\n"
+            f"  model {m.model_name} ({m.model_fingerprint}), {m.dim}-d, taxonomy {m.taxonomy} "
+            f"({m.taxonomy_fingerprint or m.esco_fingerprint}), "
+            f"scorer {m.scorer_version} {m.score_config}, threshold {m.threshold} ({m.threshold_source}), "
+            f"built {m.created_at}, {len(entry['versions'])} version(s) kept"
+            + (f", {m.skills:,} skills as {m.labels} labels" if m.labels == "all" else "")
         )
-        t = m.get("model_training")
+        t = m.model_training
         if t:
             dev = " ".join(f"{k} {v}" for k, v in (t.get("dev") or {}).items())
             typer.echo(f"  fine-tuned from {t['base']} ({t.get('steps')} steps, data {t.get('data_fingerprint')}); dev {dev}")

@@ -23,9 +23,9 @@ import numpy as np
 from jobskills.config import Settings
 from jobskills.encoder import Encoded, Encoder
 from jobskills.errors import IndexMismatchError, IndexNotFoundError, InputError
-from jobskills.esco import ESCO_VERSION
+from jobskills.schema import Manifest, SkillPayload, TitlePayload, check_manifest
 from jobskills.scoring import (
-    BF16_MARGIN, SCORER_VERSION, ScoreConfig, attention, redundancy_keep_pairs, score_all, score_pairs, token_bound,
+    BF16_MARGIN, ScoreConfig, attention, redundancy_keep_pairs, score_all, score_pairs, token_bound,
 )
 from jobskills.store import BM25, MEAN, TITLE_SCHEMA, TOKENS, Fusion, Hit, Source, Store, open_store
 from jobskills.taxonomy import DEFAULT_TAXONOMY, skills_kind
@@ -131,46 +131,15 @@ def _check_unicode(text: str) -> None:
                          "send valid Unicode") from None
 
 
-def _model_for(settings: Settings, manifest: dict[str, Any]) -> str:
+def _model_for(settings: Settings, manifest: Manifest) -> str:
     """The model to query with: the one set explicitly (``--model``, env, config file), else the one the live
     index was built with when its folder exists (after ``jobskills train`` that is the new model), else the default."""
     if settings.model:
         return settings.model_path
-    built_with = manifest.get("model_path")
+    built_with = manifest.model_path
     if built_with and Path(built_with).is_dir():
         return str(built_with)
     return settings.model_path
-
-
-def check_manifest(manifest: dict[str, Any], encoder: Encoder, taxonomy: str | None = None) -> None:
-    """Refuse an index that the loaded model cannot query correctly."""
-    kind = manifest.get("kind", "?")
-    if manifest.get("model_fingerprint") != encoder.fingerprint:
-        raise IndexMismatchError(
-            f"the {kind} index was built with model {manifest.get('model_name')} "
-            f"(fingerprint {manifest.get('model_fingerprint')}, {manifest.get('model_path')}) but the loaded model is "
-            f"{encoder.name} (fingerprint {encoder.fingerprint}); run `jobskills index` with this model, "
-            "or pass --model with the one the index was built with"
-        )
-    if manifest.get("dim") != encoder.dim:  # a missing or null dim is a mismatch too, never a TypeError
-        raise IndexMismatchError(
-            f"the {kind} index has {manifest.get('dim')}-d vectors but the model gives {encoder.dim}-d; run `jobskills index`"
-        )
-    if manifest.get("scorer_version") != SCORER_VERSION:
-        raise IndexMismatchError(
-            f"the {kind} index was built for scorer {manifest.get('scorer_version')}, this jobskills has {SCORER_VERSION}; "
-            "run `jobskills index`"
-        )
-    built_for = {"esco": DEFAULT_TAXONOMY}.get(manifest.get("taxonomy", "esco"), manifest.get("taxonomy"))  # "esco" in 0.1 manifests
-    if built_for == DEFAULT_TAXONOMY and manifest.get("esco_version") != ESCO_VERSION:
-        raise IndexMismatchError(
-            f"the {kind} index holds ESCO {manifest.get('esco_version')}, this jobskills ships {ESCO_VERSION}; run `jobskills index`"
-        )
-    if taxonomy is not None and kind != "titles" and built_for != taxonomy:
-        hint = "" if taxonomy == DEFAULT_TAXONOMY else f" --taxonomy {taxonomy}"
-        raise IndexMismatchError(
-            f"the {kind} index holds taxonomy {built_for!r}, not {taxonomy!r}; run `jobskills index{hint}`"
-        )
 
 
 class _SkillTable(SkillVectors):
@@ -193,6 +162,11 @@ class _SkillTable(SkillVectors):
         self.manifest = manifest
         self.ids = np.asarray(ids)[order]
         self.row_of = {int(pid): row for row, pid in enumerate(self.ids)}
+
+    @property
+    def meta(self) -> Manifest:
+        """The manifest, typed (``manifest`` stays the stored dict: ``calibrate`` replaces it, the API shows it)."""
+        return Manifest.from_dict(self.manifest)
 
 
 class Retriever:
@@ -232,7 +206,7 @@ class Retriever:
                 raise IndexNotFoundError(
                     f"no {self.taxonomy} skills index in {self.store.location}; run `jobskills index{hint}` first"
                 )
-            self.encoder = encoder or Encoder(_model_for(settings, found[1]), device=settings.device)
+            self.encoder = encoder or Encoder(_model_for(settings, Manifest.from_dict(found[1])), device=settings.device)
             check_manifest(found[1], self.encoder, self.taxonomy)
             self.skills = _SkillTable(self.store, *found, kind=kind)
             # the (skills, titles) pair is pinned here, for the life of this object: answers never mix versions,
@@ -244,7 +218,7 @@ class Retriever:
             self.close()
             raise
         self.candidates = candidates
-        self.score_config = ScoreConfig.from_dict(found[1].get("score_config"))
+        self.score_config = ScoreConfig.from_dict(self.skills.meta.score_config)
         choice = self.threshold_choice
         logger.info("answering from skills %s, titles %s; threshold %.3f from %s", found[0],
                     self._titles_pinned[0] if self._titles_pinned else None, choice.value, choice.source)
@@ -262,13 +236,13 @@ class Retriever:
         return resolve_threshold(None, self.settings, self.skills.manifest)
 
     def provenance(self) -> dict[str, Any]:
-        m = self.skills.manifest
+        m = self.skills.meta
         return {
-            "model": m.get("model_name"),
-            "model_fingerprint": m.get("model_fingerprint"),
-            "taxonomy": m.get("taxonomy"),
-            "taxonomy_fingerprint": m.get("taxonomy_fingerprint"),
-            "esco_version": m.get("esco_version"),
+            "model": m.model_name,
+            "model_fingerprint": m.model_fingerprint,
+            "taxonomy": m.taxonomy,
+            "taxonomy_fingerprint": m.taxonomy_fingerprint,
+            "esco_version": m.esco_version,
             "scorer_version": self.score_config.version,
             "threshold": self.threshold,
             "threshold_source": self.threshold_choice.source,
@@ -404,7 +378,7 @@ class Retriever:
                 hits = self.store.query_maxsim(self.skills.kind, self.skills.version, toks, limit=100)
                 ids = [h.id for h in hits]
             else:  # qdrant: per-token threshold search on `mean`; cos = dot with a unit token when s is unit
-                if not self.skills.manifest.get("normalized", False):
+                if not self.skills.meta.normalized:
                     raise InputError("candidates='qdrant' needs a model with normalised embeddings; use 'bound'")
                 unit = toks / np.linalg.norm(toks, axis=1, keepdims=True).clip(1e-12)
                 ids = self._threshold_search(unit, t - _FLOAT_SLACK)
@@ -488,11 +462,9 @@ class Retriever:
         return [[v for _, v in sorted(b.items(), key=lambda kv: (-kv[1][1], kv[0]))] for b in best]
 
     def _match(self, row: int, score: float) -> SkillMatch:
-        p = self.skills.payloads[row]
-        return SkillMatch(
-            uri=p.get("uri", ""), label=p.get("label", ""), skill_type=p.get("type", ""), score=round(score, 6),
-            reuse_level=p.get("reuse_level", ""), matched_label=p.get("text", p.get("label", "")),
-        )
+        p = SkillPayload.from_dict(self.skills.payloads[row])
+        return SkillMatch(uri=p.uri, label=p.label, skill_type=p.skill_type, score=round(score, 6),
+                          reuse_level=p.reuse_level, matched_label=p.text)
 
     def _attach_evidence(
         self, text: str, offset: int, enc: Encoded, i: int, kept: list[tuple[int, float]], matches: list[SkillMatch], top: int,
@@ -562,8 +534,9 @@ class Retriever:
         ``jobskills train-titles``): use the one set in ``title_model``, else the one the index names when it is
         not the skills model, else the skills model."""
         wanted = self.settings.title_model
-        if not wanted and manifest.get("model_fingerprint") != self.encoder.fingerprint:
-            path = manifest.get("model_path")
+        m = Manifest.from_dict(manifest)
+        if not wanted and m.model_fingerprint != self.encoder.fingerprint:
+            path = m.model_path
             wanted = path if path and Path(path).is_dir() else None
         if not wanted or Path(wanted).resolve() == Path(self.encoder.path).resolve():
             return self.encoder
@@ -604,15 +577,16 @@ class Retriever:
         else:
             scored = self._fused_titles(query, version, manifest, method, limit)
         best: dict[str, TitleMatch] = {}
-        for score, p, evidence, lexical, semantic in scored:
-            for j, occ in enumerate(p.get("occupations", [])):
+        for score, payload, evidence, lexical, semantic in scored:
+            p = TitlePayload.from_dict(payload)
+            for j, occ in enumerate(p.occupations):
                 if occ not in best or score > best[occ].score:
                     best[occ] = TitleMatch(
                         occupation_uri=occ,
-                        label=(p.get("occupation_labels") or [""] * (j + 1))[j],
-                        isco_group=(p.get("isco_groups") or [""] * (j + 1))[j],
+                        label=p.occupation_labels[j],
+                        isco_group=p.isco_groups[j],
                         score=round(float(score), 6),
-                        matched_title=p.get("text", ""),
+                        matched_title=p.text,
                         evidence=evidence,
                         lexical_score=None if lexical is None else round(float(lexical), 6),
                         semantic_score=None if semantic is None else round(float(semantic), 6),
@@ -622,18 +596,19 @@ class Retriever:
     def _lexical(self, manifest: dict[str, Any]) -> Any:
         """The BM25 encoder the titles index was built with (its settings are in the manifest); a clear
         error for an index built before the BM25 vector existed."""
-        lex = manifest.get("lexical")
-        if int(manifest.get("title_schema", 1)) < TITLE_SCHEMA or not lex:
+        m = Manifest.from_dict(manifest)
+        lex = m.lexical
+        if m.schema_of_titles < TITLE_SCHEMA or not lex:
             raise IndexMismatchError(
-                f"the titles index {manifest.get('version')} has no BM25 vector (title schema "
-                f"{manifest.get('title_schema', 1)}, this jobskills needs {TITLE_SCHEMA} for lexical and hybrid "
+                f"the titles index {m.version} has no BM25 vector (title schema "
+                f"{m.schema_of_titles}, this jobskills needs {TITLE_SCHEMA} for lexical and hybrid "
                 "title search); rebuild it with `jobskills index --only titles`, or use --method mean"
             )
         cached = getattr(self, "_bm25", None)
-        if cached is None or cached[0] != manifest.get("version"):
+        if cached is None or cached[0] != m.version:
             from jobskills.lexical import Bm25Encoder, Bm25Settings
 
-            cached = (manifest.get("version"), Bm25Encoder(Bm25Settings.from_dict(lex.get("bm25"))))
+            cached = (m.version, Bm25Encoder(Bm25Settings.from_dict(lex.get("bm25"))))
             self._bm25 = cached
         return cached[1]
 

@@ -11,7 +11,7 @@ from jobskills.errors import IndexMismatchError
 from jobskills.esco import ESCO_VERSION
 from jobskills.scoring import SCORER_VERSION
 from jobskills.taxonomy import DEFAULT_TAXONOMY
-from retriever.pipeline import check_manifest
+from jobskills.schema import check_manifest
 
 
 @dataclass(frozen=True)
