@@ -20,7 +20,7 @@ import typer
 from jobskills.errors import JobskillsError
 
 __all__ = [
-    "ModelOpt", "HomeOpt", "EngineOpt", "JsonOpt", "ThresholdOpt", "IndexThresholdOpt", "DeviceOpt", "TaxonomyOpt",
+    "ModelOpt", "HomeOpt", "EngineOpt", "JsonOpt", "ThresholdOpt", "IndexThresholdOpt", "DeviceOpt", "EncoderBackendOpt", "TaxonomyOpt",
     "settings_from", "emit_json", "err", "handle_errors", "progress_bar", "ProgressReporter", "new_app",
 ]
 
@@ -30,6 +30,10 @@ ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Local se
 HomeOpt = Annotated[Optional[Path], typer.Option("--home", help="Folder of the embedded store [env JOBSKILLS_HOME; default ~/.jobskills].", show_default=False)]
 EngineOpt = Annotated[Optional[str], typer.Option("--engine", help="Embedded engine: edge (default), local (qdrant-client local mode), memory. QDRANT_URL overrides it.", show_default=False)]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda or auto [env JOBSKILLS_DEVICE].", show_default=False)]
+EncoderBackendOpt = Annotated[Optional[str], typer.Option(
+    "--encoder-backend", help="fp32, int8 or int8-mixed: int8 runs the encoder's Linear layers in dynamic int8 on the CPU "
+    "(faster, slightly less accurate; see benchmarks/README.md). An index answers only with the backend that built it "
+    "[env JOBSKILLS_ENCODER_BACKEND; default: the index's, else fp32].", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout (no progress bars).")]
 TaxonomyOpt = Annotated[Optional[str], typer.Option("--taxonomy", help="Skill taxonomy: esco-1.1.0 (built-in, default) or one added with `jobskills taxonomy add`.", show_default=False)]
 ThresholdOpt = Annotated[Optional[float], typer.Option("--threshold", "-t", help="Use this threshold for this command instead of the one stored with the index (see jobskills.threshold for the order).", show_default=False)]

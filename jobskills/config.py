@@ -31,6 +31,7 @@ _ENV = {
     "title_model": "JOBSKILLS_TITLE_MODEL",
     "engine": "JOBSKILLS_ENGINE",
     "device": "JOBSKILLS_DEVICE",
+    "encoder_backend": "JOBSKILLS_ENCODER_BACKEND",
     "prefix": "JOBSKILLS_PREFIX",
     "threshold": "JOBSKILLS_THRESHOLD",
     "batch_size": "JOBSKILLS_BATCH_SIZE",
@@ -53,6 +54,9 @@ class Settings:
         model: a sentence-transformers folder or a packaged name (``jobskills-minilm``, ``minilm``; see
             :mod:`jobskills.models`); ``None`` means the packaged default, ``jobskills-minilm``.
         title_model: a separate model for the job-title index (``jobskills train-titles``); ``None``: ``model``.
+        encoder_backend: how the encoder runs the weights: ``fp32``, ``int8`` or ``int8-mixed`` (dynamic int8
+            quantisation on the CPU; see :mod:`jobskills.encoder`). An index is bound to the backend that built it.
+            ``None``: what the model folder says (a variant folder keeps its backend), else ``fp32``.
         engine: embedded engine when ``qdrant_url`` is unset (see :data:`ENGINES`).
         qdrant_url: a Qdrant server or cluster; when set the embedded engines are not used.
         threshold: overrides the threshold stored with the index (``None`` = use the stored one).
@@ -67,6 +71,7 @@ class Settings:
     title_model: str | None = None
     engine: str = "edge"
     device: str = "cpu"
+    encoder_backend: str | None = None
     prefix: str = "jobskills"
     threshold: float | None = None
     batch_size: int = 64
@@ -82,6 +87,10 @@ class Settings:
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
             raise ConfigError(f"unknown engine {self.engine!r}: choose one of {', '.join(ENGINES)}")
+        if self.encoder_backend is not None:
+            from jobskills.encoder import check_backend  # light: torch is imported only inside its functions
+
+            check_backend(self.encoder_backend)
         if self.threshold is not None and not -1.0 <= self.threshold <= 1.0:
             raise ConfigError(f"threshold {self.threshold} is outside [-1, 1]")
         if self.batch_size < 1:
@@ -97,7 +106,7 @@ class Settings:
         """The model folder: a packaged name is laid out under ``<home>/models`` on first use."""
         from jobskills.models import resolve_model
 
-        return resolve_model(self.model, self.home)
+        return resolve_model(self.model, self.home, self.encoder_backend)
 
     @property
     def index_dir(self) -> Path:

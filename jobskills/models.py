@@ -10,6 +10,11 @@
   MiniLM build is refused rather than silently mixed.
 
 Any other ``--model`` value is a local folder path.
+
+An encoder backend other than fp32 (``--encoder-backend int8``, see :mod:`jobskills.encoder`) resolves to a
+*variant folder* ``<home>/models/<name>-<key>-<backend>``: the same files (weights linked, not copied) plus
+``jobskills_backend.json`` naming the backend. An index built from it records that folder, so a later query
+that follows the index loads the same backend, and the backend is part of the fingerprint the index checks.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from pathlib import Path
 
 from jobskills.errors import ConfigError, ModelLoadError
 
-__all__ = ["BASE_MODEL", "DEFAULT_MODEL", "PACKAGED", "base_model_path", "resolve_model", "shipped_dir", "materialize"]
+__all__ = [
+    "BASE_MODEL", "DEFAULT_MODEL", "PACKAGED", "backend_variant", "base_model_path", "resolve_model", "shipped_dir", "materialize",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -67,14 +74,90 @@ def shipped_dir(name: str = DEFAULT_MODEL) -> Path:
     return SHIPPED_ROOT / name
 
 
-def resolve_model(value: str | None, home: Path) -> str:
-    """A ``--model`` value (a packaged name or a folder path; ``None``: the default) -> a model folder."""
+def resolve_model(value: str | None, home: Path, backend: str | None = None) -> str:
+    """A ``--model`` value (a packaged name or a folder path; ``None``: the default) -> a model folder, the
+    variant folder of ``backend`` when that is not fp32 (``None``: what the folder says, else the default)."""
     value = value or DEFAULT_MODEL
     if value in PACKAGED and not Path(value).is_dir():
-        if value == BASE_MODEL:
-            return base_model_path()
-        return str(materialize(value, home))
-    return value
+        path = base_model_path() if value == BASE_MODEL else str(materialize(value, home))
+    else:
+        path = value
+    return backend_variant(path, home, backend)
+
+
+_DEFAULTS = Path(__file__).resolve().parent / "data" / "model_defaults.json"
+_LINKED = (".safetensors", ".bin", ".pt", ".onnx")
+
+
+def _source_key(src: Path) -> str:
+    """Cheap identity of a source folder (path, file sizes and times): a changed folder gets a new variant."""
+    h = hashlib.sha256(str(src).encode())
+    for p in sorted(src.rglob("*")):
+        if p.is_file() and ".git" not in p.parts:
+            st = p.stat()
+            h.update(f"{p.relative_to(src)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:10]
+
+
+def backend_variant(path: str, home: Path, backend: str | None = None) -> str:
+    """The folder that loads ``path``'s weights under ``backend`` (made once under ``<home>/models``).
+
+    ``fp32`` is the plain folder itself; a variant folder given with another backend goes back to its source
+    first. ``None`` keeps what the folder says (a variant stays a variant), else :data:`DEFAULT_BACKEND`.
+    """
+    from jobskills.encoder import BACKEND_FILE, DEFAULT_BACKEND, check_backend, model_fingerprint, read_backend
+
+    folder = Path(path).expanduser()
+    current = read_backend(folder) if folder.is_dir() else None
+    if backend is None:
+        backend = current or DEFAULT_BACKEND
+    check_backend(backend)
+    if current is not None:
+        if current == backend:
+            return str(path)
+        source = json.loads((folder / BACKEND_FILE).read_text(encoding="utf-8")).get("source")
+        if not source or not Path(source).is_dir():
+            raise ModelLoadError(f"{folder} is a {current} variant of {source!r}, which is gone; pass --model with the source folder")
+        folder = Path(source)
+    if backend == DEFAULT_BACKEND:
+        return str(folder) if current is not None else str(path)
+    if not folder.is_dir():
+        return str(path)  # the Encoder explains a missing folder
+    src = folder.resolve()
+    target = Path(home) / "models" / f"{src.name}-{_source_key(src)}-{backend}"
+    if (target / BACKEND_FILE).is_file():
+        return str(target)
+    fingerprint = model_fingerprint(src)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        def place(a: str, b: str) -> None:  # weights are linked (a variant costs no disk), the rest copied
+            if a.endswith(_LINKED):
+                os.symlink(os.path.abspath(a), b)
+            else:
+                shutil.copy2(a, b)
+
+        shutil.copytree(src, tmp, dirs_exist_ok=True, copy_function=place, ignore=shutil.ignore_patterns(".git", BACKEND_FILE))
+        config = tmp / "jobskills_config.json"
+        if not config.is_file():  # a packaged default found by fingerprint (zero-shot MiniLM) still applies
+            try:
+                default = json.loads(_DEFAULTS.read_text(encoding="utf-8")).get(fingerprint)
+            except (OSError, ValueError):
+                default = None
+            if default:
+                source_note = default.get("threshold_source", "packaged default")
+                config.write_text(json.dumps({**default, "threshold_source": f"{source_note}, fp32 weights"}, indent=2), encoding="utf-8")
+        marker = {"backend": backend, "source": str(src), "source_fingerprint": fingerprint}
+        (tmp / BACKEND_FILE).write_text(json.dumps(marker, indent=2, sort_keys=True), encoding="utf-8")
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process made it first: theirs is identical
+            if not (target / BACKEND_FILE).is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("%s encoder variant of %s laid out at %s", backend, src, target)
+    return str(target)
 
 
 def materialize(name: str, home: Path) -> Path:

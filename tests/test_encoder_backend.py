@@ -1,0 +1,122 @@
+"""Encoder backends (fp32, dynamic int8): close vectors, a distinct fingerprint, and an index bound to its backend."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from jobskills.encoder import BACKEND_FILE, Encoder, backend_fingerprint, model_fingerprint
+from jobskills.errors import ConfigError, IndexMismatchError
+
+TEXTS = [
+    "Experience with Python and SQL is required.",
+    "You will manage a small team of warehouse operatives and plan the weekly shifts.",
+    "Good communication skills in English and German.",
+]
+
+
+@pytest.fixture(scope="module")
+def fp32(tiny_model_path):
+    return Encoder(tiny_model_path)
+
+
+@pytest.fixture(scope="module")
+def int8(tiny_model_path):
+    return Encoder(tiny_model_path, backend="int8")
+
+
+@pytest.mark.parametrize("backend", ["int8", "int8-mixed"])
+def test_int8_token_vectors_stay_close_to_fp32(fp32, tiny_model_path, backend):
+    import torch
+
+    quant = Encoder(tiny_model_path, backend=backend)
+    a, b = fp32.encode(TEXTS), quant.encode(TEXTS)
+    assert torch.equal(a.mask, b.mask) and torch.equal(a.input_ids, b.input_ids)
+    cos = torch.nn.functional.cosine_similarity(a.tokens[a.mask], b.tokens[b.mask], dim=-1)
+    assert float(cos.min()) > 0.98
+    assert not torch.equal(a.tokens, b.tokens)  # the weights really run in int8
+
+
+def test_int8_mixed_keeps_the_ffn_down_projections_in_fp32(tiny_model_path):
+    import torch
+
+    quant = Encoder(tiny_model_path, backend="int8-mixed")
+    linear = {n: type(m).__module__ for n, m in quant.model.named_modules() if "Linear" in type(m).__name__}
+    ffn_down = [n for n in linear if n.endswith(".output.dense") and ".attention." not in n]
+    assert ffn_down and all(type(quant.model.get_submodule(n)) is torch.nn.Linear for n in ffn_down)
+    assert all("quantized" in mod for n, mod in linear.items() if n not in ffn_down)
+
+
+def test_the_backend_is_part_of_the_fingerprint(fp32, int8, tiny_model_path):
+    weights = model_fingerprint(tiny_model_path)
+    assert fp32.fingerprint == weights  # indexes built before backends existed stay valid
+    assert int8.fingerprint == backend_fingerprint(weights, "int8") != weights
+    assert Encoder(tiny_model_path, backend="int8-mixed").fingerprint not in (weights, int8.fingerprint)
+    assert int8.name.endswith("+int8") and int8.backend == "int8"
+
+
+def test_an_unknown_backend_is_a_config_error(tiny_model_path):
+    from jobskills.config import load_settings
+
+    with pytest.raises(ConfigError, match="unknown encoder backend 'int4'"):
+        load_settings({}, env={"JOBSKILLS_ENCODER_BACKEND": "int4"})
+    with pytest.raises(ConfigError, match="fp32, int8"):
+        Encoder(tiny_model_path, backend="fp16")
+
+
+def test_a_backend_setting_resolves_to_a_variant_folder_and_back(tiny_model_path, tmp_path):
+    from jobskills.config import load_settings
+
+    settings = load_settings({"home": tmp_path, "model": tiny_model_path}, env={"JOBSKILLS_ENCODER_BACKEND": "int8"})
+    variant = Path(settings.model_path)
+    assert variant.parent == tmp_path / "models" and variant.name.endswith("-int8")
+    assert json.loads((variant / BACKEND_FILE).read_text())["backend"] == "int8"
+    assert model_fingerprint(variant) == model_fingerprint(tiny_model_path)  # same weights, linked
+    loaded = Encoder(variant)  # no backend given: the folder says int8
+    assert loaded.backend == "int8" and loaded.fingerprint == Encoder(tiny_model_path, backend="int8").fingerprint
+    assert settings.model_path == str(variant)  # made once, reused
+    back = load_settings({"home": tmp_path, "model": str(variant), "encoder_backend": "fp32"}, env={})
+    assert Path(back.model_path).resolve() == Path(tiny_model_path).resolve()
+    kept = load_settings({"home": tmp_path, "model": str(variant)}, env={})
+    assert kept.model_path == str(variant)
+
+
+@pytest.fixture(scope="module")
+def tiny_indexes(tmp_path_factory, fp32, int8, esco, sample_uris):
+    """Two small skills indexes of the tiny model, one built in fp32 and one in int8."""
+    from indexer.build import build_index
+    from jobskills.config import load_settings
+    from jobskills.store import open_store
+
+    out = {}
+    for enc in (fp32, int8):
+        settings = load_settings({"home": tmp_path_factory.mktemp(f"home-{enc.backend}"), "engine": "memory"}, env={})
+        store = open_store(settings)
+        build_index(settings, store, enc, esco=esco, kinds=("skills",), skill_uris=sample_uris[:40])
+        out[enc.backend] = (settings, store)
+    yield out
+    for _, store in out.values():
+        store.close()
+
+
+@pytest.mark.parametrize("built,query", [("fp32", "int8"), ("int8", "fp32")])
+def test_an_index_refuses_an_encoder_of_another_backend(tiny_indexes, fp32, int8, built, query):
+    from retriever.pipeline import Retriever
+
+    settings, store = tiny_indexes[built]
+    manifest = store.current_manifest("skills")[1]
+    assert manifest["model_fingerprint"] == (fp32 if built == "fp32" else int8).fingerprint
+    with pytest.raises(IndexMismatchError) as caught:
+        Retriever(settings, store=store, encoder=fp32 if query == "fp32" else int8)
+    assert int8.fingerprint in str(caught.value) and fp32.fingerprint in str(caught.value)
+
+
+def test_an_int8_index_answers_its_own_backend(tiny_indexes, int8):
+    from retriever.pipeline import Retriever
+
+    settings, store = tiny_indexes["int8"]
+    r = Retriever(settings, store=store, encoder=int8)
+    (res,) = r.extract_sentences([TEXTS[0]], threshold=-1.0)
+    assert res.skills  # every skill clears a threshold of -1: the int8 index is queried end to end
