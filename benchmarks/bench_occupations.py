@@ -47,7 +47,7 @@ def main() -> None:
     from jobskills.config import load_settings
     from jobskills.esco import load_esco
     from retriever.analyse import _analyse, analyse_corpus
-    from retriever.evaluate import reciprocal_rank
+    from jobskills.evaluation import reciprocal_rank
     from retriever.pipeline import Retriever
 
     esco = load_esco()

@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from jobskills.errors import InputError
 from jobskills.esco import ESCO_TAXONOMY
+from jobskills.evaluation import ExtractionExample, calibration_curve
+from jobskills.fileio import file_sha256
 from jobskills.modelconfig import ModelConfig, calibration_path, save_model_config
+from jobskills.threshold import SWEEP
 from indexer.build import record_threshold
-from jobskills.threshold import SWEEP, sweep_values
-from retriever.evaluate import ExtractionExample, best_threshold, file_sha256, threshold_sweep
+from retriever.evaluate import RetrieverRanker
 
 if TYPE_CHECKING:
     from retriever.pipeline import Retriever
@@ -25,13 +27,9 @@ logger = logging.getLogger(__name__)
 def sweep_thresholds(
     r: "Retriever", examples: Sequence[ExtractionExample], lo: float = SWEEP[0], hi: float = SWEEP[1], step: float = SWEEP[2]
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """F1 curve (redundancy filter on) over ``lo..hi`` in ``step`` and its best point."""
-    if not 0 < step <= 0.5 or lo >= hi:
-        raise InputError("calibration range needs lo < hi and 0 < step <= 0.5")
-    if not any(e.skills for e in examples):
-        raise InputError("the calibration set has no gold skills: F1 is undefined")
-    curve = threshold_sweep(r, examples, sweep_values(lo, hi, step), redundancy=True)
-    return curve, dict(best_threshold(curve))
+    """F1 curve (redundancy filter on) of the live index over ``lo..hi`` in ``step`` and its best point
+    (:func:`jobskills.evaluation.calibration_curve`)."""
+    return calibration_curve(RetrieverRanker(r), examples, lo, hi, step)
 
 
 def store_calibration(

@@ -1,4 +1,4 @@
-"""Metrics on hand-computed cases, benchmark loading errors, eval/calibrate end to end."""
+"""Metrics on hand-computed cases, benchmark loading errors, the two rankers agreeing, eval/calibrate end to end."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from jobskills import evaluation as core
 from jobskills.cli import app
 from jobskills.errors import InputError
 from retriever import evaluate as ev
@@ -17,32 +18,32 @@ from tests.conftest import HOUSE_DEV, house_rows
 
 def test_rp_and_mrr_hand_computed():
     ranked = ["a", "b", "c", "d", "e", "f"]
-    assert ev.rp_at_k(ranked, {"b", "e", "x"}, 1) == 0.0
-    assert ev.rp_at_k(ranked, {"b", "e", "x"}, 5) == pytest.approx(2 / 3)  # min(5, 3) = 3
-    assert ev.rp_at_k(ranked, {"a"}, 10) == 1.0  # min(10, 1) = 1
-    assert ev.reciprocal_rank(ranked, {"d", "f"}) == 0.25
-    assert ev.reciprocal_rank(ranked, {"z"}) == 0.0
+    assert core.rp_at_k(ranked, {"b", "e", "x"}, 1) == 0.0
+    assert core.rp_at_k(ranked, {"b", "e", "x"}, 5) == pytest.approx(2 / 3)  # min(5, 3) = 3
+    assert core.rp_at_k(ranked, {"a"}, 10) == 1.0  # min(10, 1) = 1
+    assert core.reciprocal_rank(ranked, {"d", "f"}) == 0.25
+    assert core.reciprocal_rank(ranked, {"z"}) == 0.0
 
 
 def test_micro_prf_counts_false_positives_of_skill_free_sentences():
-    out = ev.micro_prf([{"a"}, {"x", "y"}, set()], [{"a", "b"}, set(), {"c"}])
+    out = core.micro_prf([{"a"}, {"x", "y"}, set()], [{"a", "b"}, set(), {"c"}])
     assert (out["tp"], out["fp"], out["fn"]) == (1, 2, 2)
     assert out["precision"] == pytest.approx(1 / 3) and out["recall"] == pytest.approx(1 / 3)
-    assert ev.micro_prf([set()], [set()])["f1"] == 0.0
+    assert core.micro_prf([set()], [set()])["f1"] == 0.0
 
 
 def test_redundancy_definition():
     labels = {"p": "programming", "py": "Python (computer programming)", "a": "manage staff", "b": "manage staffs",
               "c": "cook", "d": "bake bread"}
-    anc = ev.skill_ancestors({"py": ["p"], "p": ["g"]})
+    anc = core.skill_ancestors({"py": ["p"], "p": ["g"]})
     assert anc["py"] == frozenset({"p", "g"})
-    assert ev.redundant(["p", "py"], labels, anc) == {"p"}  # the broader one is redundant
-    assert ev.redundant(["a", "b"], labels, anc) == {"a", "b"}  # the same label up to plural
-    assert ev.redundant(["c", "d"], labels, anc) == set()
+    assert core.redundant(["p", "py"], labels, anc) == {"p"}  # the broader one is redundant
+    assert core.redundant(["a", "b"], labels, anc) == {"a", "b"}  # the same label up to plural
+    assert core.redundant(["c", "d"], labels, anc) == set()
 
 
 def test_redundancy_ancestors_survive_cycles():
-    anc = ev.skill_ancestors({"a": ["b"], "b": ["a"]})
+    anc = core.skill_ancestors({"a": ["b"], "b": ["a"]})
     assert "b" in anc["a"] and "a" in anc["b"]
 
 
@@ -61,8 +62,8 @@ def test_bench_errors_name_the_line(tmp_path, content, message):
     path = tmp_path / "b.jsonl"
     path.write_text(content, encoding="utf-8")
     with pytest.raises(InputError, match=message):
-        ev.bench_kind(path)
-        ev.load_extraction_bench(path, known_uris={"http://known"})
+        core.bench_kind(path)
+        core.load_extraction_bench(path, known_uris={"http://known"})
 
 
 DATA = Path(__file__).parent / "data"
@@ -70,22 +71,22 @@ DATA = Path(__file__).parent / "data"
 
 def test_bench_kinds_and_title_errors(tmp_path, esco):
     """Small benchmark files of both kinds ship with the tests (the shared dev sets are not always there)."""
-    assert ev.bench_kind(DATA / "bench_titles.jsonl") == "titles"
-    assert ev.bench_kind(DATA / "bench_skills.jsonl") == "extraction"
-    titles = ev.load_title_bench(DATA / "bench_titles.jsonl", set(esco.occupations))
+    assert core.bench_kind(DATA / "bench_titles.jsonl") == "titles"
+    assert core.bench_kind(DATA / "bench_skills.jsonl") == "extraction"
+    titles = core.load_title_bench(DATA / "bench_titles.jsonl", set(esco.occupations))
     assert len(titles) == 3
-    examples = ev.load_extraction_bench(DATA / "bench_skills.jsonl", set(esco.skills))
+    examples = core.load_extraction_bench(DATA / "bench_skills.jsonl", set(esco.skills))
     assert [len(e.skills) for e in examples] == [2, 1, 0]
     with pytest.raises(InputError, match=":1: unknown skill URI"):
-        ev.load_extraction_bench(DATA / "bench_skills.jsonl", {"http://other"})
+        core.load_extraction_bench(DATA / "bench_skills.jsonl", {"http://other"})
     p = tmp_path / "t.jsonl"
     p.write_text('{"title": "cook", "occupation": "http://o1"}\n{"title": "", "occupation": "http://o1"}\n')
-    assert ev.bench_kind(p) == "titles"
+    assert core.bench_kind(p) == "titles"
     with pytest.raises(InputError, match=":2: empty title"):
-        ev.load_title_bench(p)
+        core.load_title_bench(p)
     p.write_bytes(b'{"title": "caf\xe9", "occupation": "x"}\n')
     with pytest.raises(InputError, match="not UTF-8"):
-        ev.load_title_bench(p)
+        core.load_title_bench(p)
 
 
 @pytest.mark.integration
@@ -123,6 +124,33 @@ def test_mrr_matches_brute_force(memory_index, encoder):
         rp5 += ev.rp_at_k(ranked, e.skills, 5)
     assert got["mrr"] == pytest.approx(rr / len(examples), abs=1e-9)
     assert got["rp@5"] == pytest.approx(rp5 / len(examples), abs=1e-9)
+
+
+@pytest.mark.integration
+def test_the_trainers_ranker_ranks_as_the_live_index(memory_index, encoder, esco, sample_uris):
+    """The in-memory ranker the trainer scores checkpoints with (no index) and the live index are both a Ranker
+    over the same vectors: the same skills in the same order, the same RP@K / MRR and the same sweep counts."""
+    from indexer.build import skill_items
+    from indexer.ranker import SkillRanker
+
+    settings, store = memory_index
+    r = Retriever(settings, store=store, encoder=encoder)
+    live = ev.RetrieverRanker(r)
+    offline = SkillRanker(encoder, skill_items(esco, uris=sample_uris, labels="all" if r.skills.expanded else "preferred"), r.score_config, batch_size=settings.batch_size)
+    assert isinstance(live, core.Ranker) and isinstance(offline, core.Ranker) and not isinstance(r, core.Ranker)
+    assert list(offline.uris) == list(live.uris) and len(offline) == len(r.skills)
+    examples = [core.ExtractionExample(row["text"], tuple(row["skills"]), i) for i, row in enumerate(house_rows())
+                if all(u in r.skills.row_of_uri for u in row["skills"])][:40]
+    assert any(e.skills for e in examples)
+    got, want = core.ranking_metrics(offline, examples), core.ranking_metrics(live, examples)
+    assert got.keys() == want.keys() and all(got[k] == pytest.approx(want[k], abs=1e-9) for k in got)
+    ts = [0.35, 0.45, 0.55]
+    counts = [[(c["tp"], c["fp"], c["fn"]) for c in core.threshold_sweep(x, examples, ts)] for x in (offline, live)]
+    assert counts[0] == counts[1] and counts[0][0] != counts[0][-1]  # the thresholds made a difference
+    curve, best = core.calibration_curve(offline, examples, 0.3, 0.6, 0.05)
+    assert [c["threshold"] for c in curve] == [0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6] and best in curve
+    with pytest.raises(InputError, match="no gold skills"):
+        core.calibration_curve(offline, [core.ExtractionExample("We offer a car.", (), 1)])
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ ALLOWED = {
     "jobskills": set(),
     "indexer": {"jobskills"},
     "retriever": {"jobskills", "indexer"},
-    "trainer": {"jobskills", "indexer", "retriever"},
+    "trainer": {"jobskills", "indexer"},
     "synth": {"jobskills", "indexer"},
 }
 

@@ -159,7 +159,7 @@ def train_titles(settings: Settings, cfg: TitleTrainConfig, progress: Callable[[
     model = build_title_model(base.model)
     evaluator = None
     if cfg.dev:
-        from retriever.evaluate import load_title_bench
+        from jobskills.evaluation import load_title_bench
 
         examples = load_title_bench(cfg.dev, set(esco.occupations))
         examples = random.Random(cfg.seed).sample(examples, min(cfg.dev_sample, len(examples)))

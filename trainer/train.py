@@ -37,6 +37,8 @@ from jobskills.scoring import SCORER_VERSION, ScoreConfig
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 from transformers import TrainerCallback
 
+from indexer.ranker import SkillRanker
+from jobskills.evaluation import Ranker
 from trainer.data import MAX_LABELS, Row, augment, data_fingerprint, esco_pairs, expand, load_pairs, mix_report
 
 __all__ = ["TrainConfig", "TrainReport", "train", "build_dataset", "RankingEvaluator", "reindex"]
@@ -123,7 +125,8 @@ def build_dataset(rows: Sequence[Row], esco: Esco, seed: int = 0) -> Any:
 
 class RankingEvaluator(BaseEvaluator):
     """RP@1/5/10 and MRR of a checkpoint on a skill-extraction dev set, ranking every taxonomy skill with the
-    exact ConTeXT score: the retriever's own metric code (:func:`retriever.evaluate.ranking_metrics`)."""
+    exact ConTeXT score (:class:`indexer.ranker.SkillRanker`): the metric code ``jobskills eval`` reports
+    (:func:`jobskills.evaluation.ranking_metrics`)."""
 
     def __init__(self, examples: Sequence[Any], esco: Esco, score: ScoreConfig, name: str = "dev", batch_size: int = 128,
                  lengths: tuple[int, int] | None = None) -> None:
@@ -153,16 +156,15 @@ class RankingEvaluator(BaseEvaluator):
             if self.lengths and was_training:
                 model.max_seq_length = self.lengths[1]
 
-    def ranker(self, model: Any, path: str = "") -> Any:
+    def ranker(self, model: Any, path: str = "") -> SkillRanker:
         """All skill vectors of ``model`` at its serving length: what the metrics and the calibration rank."""
         from jobskills.encoder import Encoder
-        from retriever.evaluate import OfflineRanker
 
         with self._serving(model):
-            return OfflineRanker(Encoder.wrap(model, path or "training"), self.items, self.score, self.batch_size)
+            return SkillRanker(Encoder.wrap(model, path or "training"), self.items, self.score, self.batch_size)
 
-    def metrics(self, model: Any, path: str = "", ranker: Any = None) -> dict[str, float]:
-        from retriever.evaluate import ranking_metrics
+    def metrics(self, model: Any, path: str = "", ranker: SkillRanker | None = None) -> dict[str, float]:
+        from jobskills.evaluation import ranking_metrics
 
         with self._serving(model):
             m = ranking_metrics(ranker or self.ranker(model, path), self.examples)
@@ -313,7 +315,7 @@ def train(settings: Settings, cfg: TrainConfig, progress: Progress | None = None
     dev_examples: list[Any] = []
     if cfg.dev:
         from indexer.build import skill_items
-        from retriever.evaluate import load_extraction_bench
+        from jobskills.evaluation import load_extraction_bench
 
         dev_examples = load_extraction_bench(cfg.dev, {p["uri"] for _, p in skill_items(esco)})
         evaluator = RankingEvaluator(dev_examples, esco, base_cfg.score, lengths=(serve_length, train_length))
@@ -436,14 +438,12 @@ def train(settings: Settings, cfg: TrainConfig, progress: Progress | None = None
     return report
 
 
-def calibrate_offline(ranker: Any, examples: Sequence[Any]) -> tuple[float, dict[str, Any]]:
+def calibrate_offline(ranker: Ranker, examples: Sequence[Any]) -> tuple[float, dict[str, Any]]:
     """Best-F1 threshold of a model on a dev set, with no index (the same sweep ``jobskills calibrate`` runs),
-    from an :class:`~retriever.evaluate.OfflineRanker`."""
-    from retriever.evaluate import best_threshold, threshold_sweep
+    from the evaluator's :class:`~indexer.ranker.SkillRanker`."""
+    from jobskills.evaluation import calibration_curve
 
-    from jobskills.threshold import sweep_values
-
-    best = dict(best_threshold(threshold_sweep(ranker, examples, sweep_values(), redundancy=True)))
+    best = calibration_curve(ranker, examples)[1]
     return float(best["threshold"]), best
 
 
