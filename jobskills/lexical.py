@@ -1,4 +1,11 @@
-"""BM25 sparse vectors for the job-title index: the lexical half of the hybrid title search.
+"""Lexical evidence: BM25 sparse vectors for job titles, and label-word coverage for skills.
+
+Skills (:class:`LabelLexicon`): a sentence that contains the words of a skill label ("Python",
+"PostgreSQL", "project management") is strong evidence for that skill, and the encoder alone misses many of
+them. Coverage is the IDF-weighted share of a label's words found in the sentence, best label of the skill,
+in [0, 1]; :func:`jobskills.scoring.fuse` adds it to the ConTeXT score with the model's weight.
+
+Titles:
 
 Titles are short and users often type words of an ESCO label ("data engineer", "RN"): exact word overlap is
 strong, cheap evidence there. Each title point carries a sparse BM25 document vector (term-frequency
@@ -13,10 +20,130 @@ recorded in the titles manifest, so a query tokenises exactly as the index was b
 
 from __future__ import annotations
 
+import math
+import re
+import warnings
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-__all__ = ["BM25", "Bm25Settings", "SparseVec", "Bm25Encoder"]
+if TYPE_CHECKING:
+    from torch import Tensor
+
+__all__ = ["BM25", "Bm25Settings", "SparseVec", "Bm25Encoder", "LEXICON_VERSION", "words", "LabelLexicon"]
+
+#: Changes whenever the tokenisation or the coverage formula changes; recorded in the scorer settings' users.
+LEXICON_VERSION = "labelcover-1"
+
+# A word: starts with a letter or digit, may hold + and # ("c++", "c#") and inner dots ("node.js", "asp.net").
+_WORD = re.compile(r"[^\W_](?:[\w+#]|\.(?=[^\W_]))*")
+# Qualifiers in parentheses ("Python (computer programming)") say which sense is meant; ads never write them.
+_QUALIFIER = re.compile(r"\s*\([^)]*\)")
+#: Words that carry no skill on their own. Kept short on purpose: IDF already discounts frequent words.
+STOPWORDS = frozenset(
+    "a an the and or of in on at to for with by from as is are be been will would can could should may "
+    "your you our we us they their its it this that these those such other etc e.g i.e".split()
+)
+
+
+def words(text: str, label: bool = False) -> list[str]:
+    """The lower-cased content words of ``text``; a skill ``label`` also loses its parenthesised qualifiers.
+
+    >>> words("You will write Python code and manage PostgreSQL / Node.js / C++ databases.")
+    ['write', 'python', 'code', 'manage', 'postgresql', 'node.js', 'c++', 'databases']
+    >>> words("Python (computer programming)", label=True)
+    ['python']
+    """
+    if label:
+        text = _QUALIFIER.sub("", text)
+    return [w for w in _WORD.findall(text.casefold()) if w not in STOPWORDS]
+
+
+class LabelLexicon:
+    """Label-word coverage of every skill for a batch of sentences, as one dense ``(n, n_skills)`` tensor.
+
+    Built from each skill's labels (preferred and alternative). A word's weight in a label is its IDF over all
+    distinct labels divided by the label's total, so a label's weights sum to 1 and rare words ("postgresql")
+    count more than common ones ("management"). A sentence's coverage of a label is the sum of the weights of
+    the label words it contains; a skill takes its best label.
+    """
+
+    def __init__(self, skill_labels: Sequence[Sequence[str]]) -> None:
+        import torch
+
+        labels: list[tuple[int, tuple[str, ...]]] = []
+        for row, texts in enumerate(skill_labels):
+            seen: set[frozenset[str]] = set()
+            for text in texts:
+                ws = tuple(dict.fromkeys(words(text, label=True)))
+                if ws and frozenset(ws) not in seen:
+                    seen.add(frozenset(ws))
+                    labels.append((row, ws))
+        df: dict[str, int] = {}
+        for _, ws in labels:
+            for w in ws:
+                df[w] = df.get(w, 0) + 1
+        self.vocab = {w: i for i, w in enumerate(sorted(df))}
+        n = len(labels)
+        idf = {w: math.log(1.0 + n / (1.0 + c)) for w, c in df.items()}
+        # word -> (label, weight) entries in CSR form over the vocabulary
+        entries: list[list[tuple[int, float]]] = [[] for _ in self.vocab]
+        for li, (_, ws) in enumerate(labels):
+            total = sum(idf[w] for w in ws)
+            for w in ws:
+                entries[self.vocab[w]].append((li, idf[w] / total))
+        counts = torch.tensor([len(e) for e in entries], dtype=torch.long)
+        self._crow = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(counts, 0)])
+        self._label = torch.tensor([li for e in entries for li, _ in e], dtype=torch.long)
+        self._weight = torch.tensor([wt for e in entries for _, wt in e], dtype=torch.float32)
+        self._owner = torch.tensor([row for row, _ in labels], dtype=torch.long)
+        self._label_words = [ws for _, ws in labels]
+        self._idf = idf
+        self._labels_of: list[list[int]] = [[] for _ in skill_labels]
+        for li, (row, _) in enumerate(labels):
+            self._labels_of[row].append(li)
+        self.n_skills = len(skill_labels)
+        self.n_labels = n
+
+    def coverage(self, texts: Sequence[str]) -> "Tensor":
+        """``(len(texts), n_skills)`` coverage in [0, 1]; 0 where a skill shares no word with the sentence."""
+        import torch
+
+        out = torch.zeros(len(texts), self.n_skills)
+        ids = [sorted({self.vocab[w] for w in words(t) if w in self.vocab}) for t in texts]
+        sent = torch.tensor([i for i, row in enumerate(ids) for _ in row], dtype=torch.long)
+        word = torch.tensor([w for row in ids for w in row], dtype=torch.long)
+        if not len(word):
+            return out
+        start, length = self._crow[word], self._crow[word + 1] - self._crow[word]
+        total = int(length.sum())
+        if not total:
+            return out
+        # every (sentence, label entry) pair of the batch, without a Python loop over entries
+        pair_sent = torch.repeat_interleave(sent, length)
+        offset = torch.arange(total) - torch.repeat_interleave(torch.cumsum(length, 0) - length, length)
+        entry = torch.repeat_interleave(start, length) + offset
+        key = pair_sent * self.n_labels + self._label[entry]
+        uniq, inverse = torch.unique(key, return_inverse=True)
+        per_label = torch.zeros(uniq.shape[0]).index_add_(0, inverse, self._weight[entry])
+        rows = torch.div(uniq, self.n_labels, rounding_mode="floor")
+        skills = self._owner[uniq % self.n_labels]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # index_reduce is marked beta (as in jobskills.scoring)
+            out.view(-1).index_reduce_(0, rows * self.n_skills + skills, per_label.clamp(max=1.0), "amax")
+        return out
+
+    def matched(self, text: str, skill_row: int) -> list[str]:
+        """The words of ``text`` found in the skill's best-covered label: what the lexical evidence rests on."""
+        present = set(words(text))
+        best: tuple[float, list[str]] = (0.0, [])
+        for li in self._labels_of[skill_row]:
+            ws = self._label_words[li]
+            hit = [w for w in ws if w in present]
+            share = sum(self._idf[w] for w in hit) / sum(self._idf[w] for w in ws)
+            if hit and share > best[0]:
+                best = (share, hit)
+        return best[1]
+
 
 #: The sparse vector's name on a title point.
 BM25 = "bm25"

@@ -55,9 +55,12 @@ class SkillPayload:
     level2_labels: tuple[str, ...] = ()
     taxonomy: str = DEFAULT_TAXONOMY
     kind: str = "skill"
+    #: the skill's alternative labels, on its preferred-label point only: the words the lexical evidence
+    #: (:class:`jobskills.lexical.LabelLexicon`) looks for. Indexes built before it have none.
+    alt_labels: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "uri": self.uri,
             "label": self.label,
             "kind": self.kind,
@@ -68,6 +71,9 @@ class SkillPayload:
             "taxonomy": self.taxonomy,
             "text": self.text,
         }
+        if self.alt_labels:
+            out["alt_labels"] = list(self.alt_labels)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SkillPayload":
@@ -77,6 +83,7 @@ class SkillPayload:
             reuse_level=data.get("reuse_level", ""), level2=tuple(data.get("level2") or ()),
             level2_labels=tuple(data.get("level2_labels") or ()),
             taxonomy=canonical_taxonomy(data.get("taxonomy")), kind=data.get("kind", "skill"),
+            alt_labels=tuple(data.get("alt_labels") or ()),
         )
 
 
@@ -132,6 +139,7 @@ def skill_points(
     out = []
     for s in skills:
         texts = [s.label]
+        alts = tuple(a.strip() for a in s.alt_labels if a.strip())
         if labels == "all":
             seen = {s.label.casefold()}
             for alt in s.alt_labels:
@@ -142,7 +150,7 @@ def skill_points(
         out.extend(
             (t, SkillPayload(uri=s.uri, label=s.label, text=t, skill_type=s.skill_type, reuse_level=s.reuse_level,
                              level2=tuple(g.uri for g in s.level2), level2_labels=tuple(g.label for g in s.level2),
-                             taxonomy=esco.name))
+                             taxonomy=esco.name, alt_labels=alts if t is texts[0] else ()))
             for t in texts
         )
     return out

@@ -9,6 +9,15 @@ padding excluded, not normalised) and a skill vector s (the model's pooled label
 alpha is a convex combination, so ``score <= max_j cos(x_j, s)`` (:func:`token_bound`): a candidate stage
 that returns every skill some token reaches with cosine >= t loses nothing above threshold t.
 
+Lexical evidence (``ScoreConfig.lexical`` = lambda > 0) adds the skill's label-word coverage
+``c in [0, 1]`` (:class:`jobskills.lexical.LabelLexicon`: the IDF-weighted share of a label's words that the
+sentence contains, best label of the skill)::
+
+    final = score + lambda * c
+
+Since ``c <= 1`` is known before any exact score, the bound stays lossless: a skill can reach ``final >= t``
+only if its token bound is ``>= t - lambda * c`` (:func:`candidate_floor`).
+
 Shapes: ``tokens (n_sentences, n_tokens, dim)``, ``mask (n_sentences, n_tokens)`` with True for a real
 token, ``skills (n_skills, dim)``. Padding is masked explicitly, never by testing for zero products.
 
@@ -38,6 +47,8 @@ __all__ = [
     "redundancy_keep",
     "redundancy_keep_pairs",
     "best_label",
+    "fuse",
+    "candidate_floor",
 ]
 
 #: Bumped whenever the formula or its conventions change; stored with every index and model.
@@ -59,21 +70,27 @@ class ScoreConfig:
         logits: what goes inside the softmax: raw dot products ("dot", the published convention)
             or cosines ("cos").
         temperature: divides the logits; 1.0 at inference in the published convention.
+        lexical: weight of the label-word coverage added to the score (0: the published score alone). Chosen
+            on development data per model, so it travels with the model like the temperature.
     """
 
     logits: Literal["dot", "cos"] = "dot"
     temperature: float = 1.0
+    lexical: float = 0.0
 
     def __post_init__(self) -> None:
         if self.logits not in ("dot", "cos"):
             raise ValueError(f"ScoreConfig.logits must be 'dot' or 'cos', got {self.logits!r}")
         if not self.temperature > 0:
             raise ValueError(f"ScoreConfig.temperature must be > 0, got {self.temperature}")
+        if not 0.0 <= self.lexical <= 10.0:
+            raise ValueError(f"ScoreConfig.lexical must be between 0 and 10, got {self.lexical}")
 
     @property
     def version(self) -> str:
         """A string that changes whenever a score could change."""
-        return f"{SCORER_VERSION}/{self.logits}/T{self.temperature:g}"
+        lexical = f"/L{self.lexical:g}" if self.lexical else ""  # absent at 0: older indexes keep their version
+        return f"{SCORER_VERSION}/{self.logits}/T{self.temperature:g}{lexical}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,7 +98,33 @@ class ScoreConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "ScoreConfig":
         data = dict(data or {})
-        return cls(logits=data.get("logits", "dot"), temperature=float(data.get("temperature", 1.0)))
+        return cls(logits=data.get("logits", "dot"), temperature=float(data.get("temperature", 1.0)),
+                   lexical=float(data.get("lexical", 0.0)))
+
+
+def fuse(scores: Tensor, coverage: Tensor | None, cfg: ScoreConfig) -> Tensor:
+    """The final score: ConTeXT ``scores`` plus ``cfg.lexical`` times the label-word ``coverage`` (same shape).
+    With no lexical weight or no coverage the scores come back unchanged.
+
+    >>> cfg = ScoreConfig(lexical=0.3)
+    >>> [round(v, 4) for v in fuse(torch.tensor([0.5, 0.5]), torch.tensor([1.0, 0.25]), cfg).tolist()]
+    [0.8, 0.575]
+    """
+    if not cfg.lexical or coverage is None:
+        return scores
+    return scores + cfg.lexical * coverage.to(scores.dtype)
+
+
+def candidate_floor(threshold: float, coverage: Tensor | None, cfg: ScoreConfig) -> Tensor | float:
+    """The token bound a skill needs to possibly reach ``threshold`` after :func:`fuse`: ``t - lambda * c``
+    per skill (a scalar ``t`` without lexical evidence). Screening ``bound >= floor`` loses nothing.
+
+    >>> [round(v, 4) for v in candidate_floor(0.6, torch.tensor([0.0, 0.5, 1.0]), ScoreConfig(lexical=0.3)).tolist()]
+    [0.6, 0.45, 0.3]
+    """
+    if not cfg.lexical or coverage is None:
+        return threshold
+    return threshold - cfg.lexical * coverage.float()
 
 
 def token_cosines(tokens: Tensor, mask: Tensor, skills: Tensor) -> tuple[Tensor, Tensor]:

@@ -47,7 +47,10 @@ def test_skill_payload_round_trips_and_keeps_the_stored_layout(esco):
     stored = payload.to_dict()
     skill = next(iter(esco.skills.values()))
     assert text == skill.label == stored["text"]
-    assert list(stored) == ["uri", "label", "kind", "type", "reuse_level", "level2", "level2_labels", "taxonomy", "text"]
+    assert list(stored) == ["uri", "label", "kind", "type", "reuse_level", "level2", "level2_labels", "taxonomy", "text",
+                            "alt_labels"]
+    # the preferred-label point carries the alternative labels (the lexical evidence's words); other points do not
+    assert stored["alt_labels"] == [a.strip() for a in skill.alt_labels if a.strip()] and stored["alt_labels"]
     assert stored["uri"] == skill.uri and stored["type"] == skill.skill_type and stored["kind"] == "skill"
     assert stored["taxonomy"] == DEFAULT_TAXONOMY and isinstance(stored["level2"], list)
     assert SkillPayload.from_dict(stored) == payload
@@ -56,6 +59,8 @@ def test_skill_payload_round_trips_and_keeps_the_stored_layout(esco):
     distinct = list(dict.fromkeys(t.casefold() for t in (skill.label, *skill.alt_labels)))  # this skill repeats its label
     assert [p.text.casefold() for p in expanded] == distinct and len(distinct) > 1
     assert {p.uri for p in expanded} == {skill.uri} and {p.label for p in expanded} == {skill.label}
+    assert expanded[0].alt_labels and not any(p.alt_labels for p in expanded[1:])
+    assert "alt_labels" not in expanded[1].to_dict()
     # a payload from before label expansion has no "text": the label is what was encoded
     old = {k: v for k, v in stored.items() if k != "text"}
     assert SkillPayload.from_dict(old).text == skill.label
