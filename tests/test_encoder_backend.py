@@ -39,6 +39,17 @@ def test_int8_token_vectors_stay_close_to_fp32(fp32, tiny_model_path, backend):
     assert not torch.equal(a.tokens, b.tokens)  # the weights really run in int8
 
 
+def test_int8_vectors_of_a_text_do_not_depend_on_its_batch(int8):
+    import torch
+
+    batch = int8.encode(TEXTS)
+    for i, text in enumerate(TEXTS):
+        alone = int8.encode([text])
+        n = int(alone.mask[0].sum())
+        assert torch.equal(batch.token_rows(i), alone.token_rows(0)) and n == int(batch.mask[i].sum())
+        assert torch.equal(batch.pooled[i], alone.pooled[0])
+
+
 def test_int8_mixed_keeps_the_ffn_down_projections_in_fp32(tiny_model_path):
     import torch
 
