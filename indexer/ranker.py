@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from jobskills.evaluation import ScoredBatch, exact_batches
+from jobskills.lexical import LabelLexicon
 
 if TYPE_CHECKING:
     from jobskills.encoder import Encoder
@@ -47,6 +48,7 @@ class SkillRanker:
         owner = [column.setdefault(p.get("uri", ""), len(column)) for p in self.payloads]
         self._uris = list(column)
         self._owner = torch.tensor(owner, dtype=torch.long)
+        self.lexicon = LabelLexicon.for_points(self.payloads, self._uris) if score_config.lexical else None
 
     @classmethod
     def for_taxonomy(cls, encoder: "Encoder", esco: "Esco", score_config: "ScoreConfig", batch_size: int = 128,
@@ -73,4 +75,5 @@ class SkillRanker:
         return best_label(scores, self._owner, len(self._uris))
 
     def score_batches(self, texts: Sequence[str]) -> Iterator[ScoredBatch]:
-        return exact_batches(self.encoder, texts, self.matrix, self.score_config, self.batch_size, self._by_skill)
+        return exact_batches(self.encoder, texts, self.matrix, self.score_config, self.batch_size, self._by_skill,
+                             self.lexicon)

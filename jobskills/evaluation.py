@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     import torch
 
     from jobskills.encoder import Encoded, Encoder
+    from jobskills.lexical import LabelLexicon
     from jobskills.scoring import ScoreConfig
 
 __all__ = [
@@ -264,15 +265,19 @@ class Ranker(Protocol):
 
 def exact_batches(
     encoder: "Encoder", texts: Sequence[str], matrix: "torch.Tensor", score_config: "ScoreConfig", batch_size: int,
-    by_skill: Callable[[Any], tuple[Any, Any]],
+    by_skill: Callable[[Any], tuple[Any, Any]], lexicon: "LabelLexicon | None" = None,
 ) -> Iterator[ScoredBatch]:
     """The one way a ranker scores: encode ``batch_size`` texts, score them against every label row with
-    :func:`jobskills.scoring.score_all`, group rows into skills with ``by_skill`` (best label)."""
-    from jobskills.scoring import score_all
+    :func:`jobskills.scoring.score_all`, group rows into skills with ``by_skill`` (best label), and add the
+    lexical evidence (:func:`jobskills.scoring.fuse`) where the scorer weighs it and a ``lexicon`` is given."""
+    from jobskills.scoring import fuse, score_all
 
     for start in range(0, len(texts), batch_size):
-        enc = encoder.encode(list(texts[start : start + batch_size]))
+        batch = list(texts[start : start + batch_size])
+        enc = encoder.encode(batch)
         scores, best_row = by_skill(score_all(enc.tokens, enc.mask, matrix, score_config))
+        if lexicon is not None and score_config.lexical:
+            scores = fuse(scores, lexicon.coverage(batch), score_config)
         yield ScoredBatch(start, enc, scores, best_row, matrix)
 
 

@@ -24,7 +24,7 @@ import math
 import re
 import warnings
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -103,6 +103,18 @@ class LabelLexicon:
             self._labels_of[row].append(li)
         self.n_skills = len(skill_labels)
         self.n_labels = n
+
+    @classmethod
+    def for_points(cls, payloads: Sequence[Mapping[str, Any]], uris: Sequence[str]) -> "LabelLexicon":
+        """The lexicon of an index's skills, columns in ``uris`` order, from its point payloads: each point's
+        ``text`` and ``label``, and the ``alt_labels`` the preferred point carries."""
+        column = {u: i for i, u in enumerate(uris)}
+        labels: list[list[str]] = [[] for _ in uris]
+        for p in payloads:
+            i = column.get(p.get("uri", ""))
+            if i is not None:
+                labels[i].extend([p.get("label", ""), p.get("text", ""), *(p.get("alt_labels") or ())])
+        return cls(labels)
 
     def coverage(self, texts: Sequence[str]) -> "Tensor":
         """``(len(texts), n_skills)`` coverage in [0, 1]; 0 where a skill shares no word with the sentence."""

@@ -58,3 +58,24 @@ def test_fusion_and_the_candidate_floor_keep_the_bound_lossless():
     assert candidate_floor(0.5, cov, ScoreConfig()) == 0.5
     assert ScoreConfig(lexical=0.3).version.endswith("/L0.3") and "/L" not in ScoreConfig().version
     assert ScoreConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_the_offline_ranker_adds_exactly_the_weighted_coverage(encoder, esco):
+    """The trainer's ranker (and through exact_batches every Ranker) fuses the ConTeXT score with the labels'
+    word coverage; the preferred-label point's alt_labels are part of the lexicon."""
+    from indexer.build import skill_items
+    from indexer.ranker import SkillRanker
+
+    python = next(s for s in esco.skills.values() if s.label == "Python (computer programming)")
+    others = [u for u in list(esco.skills)[:40] if u != python.uri]
+    items = skill_items(esco, uris=[python.uri, *others])
+    texts = ["You will write Python code.", "Fluent German is a plus."]
+    plain = SkillRanker(encoder, items, ScoreConfig("dot", 2.0))
+    fused = SkillRanker(encoder, items, ScoreConfig("dot", 2.0, lexical=0.3))
+    assert plain.lexicon is None and fused.lexicon is not None
+    a = next(iter(plain.score_batches(texts))).scores
+    b = next(iter(fused.score_batches(texts))).scores
+    cov = fused.lexicon.coverage(texts)
+    assert cov[0, 0].item() == pytest.approx(1.0) and cov[1, 0].item() == 0.0
+    assert torch.allclose(b, a + 0.3 * cov, atol=1e-6)
+    assert int(b[0].argmax()) == 0  # with the word "Python" in the sentence, Python ranks first
