@@ -53,27 +53,22 @@ def index(
                 for k, (a, b) in moved.items():
                     typer.echo(f"{k}: {a} -> {b}")
             return
-        from indexer.build import build_index, discard, publish_all
+        from indexer.rebuild import Rebuild
         from jobskills.encoder import Encoder
 
-        store.writer()  # a second build of this home fails here, before a model is loaded
-        started = time.perf_counter()
-        encoder = Encoder(settings.model_path, device=settings.device)
-        separate = settings.title_model is not None and "titles" in kinds
-        title_encoder = Encoder(settings.title_model, device=settings.device) if separate else encoder
-        # build every kind first, then switch them one right after the other: a reader that follows the
-        # live versions (serve) never pairs a new skills index with an old titles one for long
-        with progress_bar(not json_out) as update:
-            report = build_index(settings, store, encoder, esco=tax, kinds=[k for k in kinds if not (separate and k == "titles")],
-                                 limit=limit, threshold=threshold, keep=keep, progress=update, labels=labels, publish=False)
-            try:
-                if separate:
-                    report.merge(build_index(settings, store, title_encoder, esco=tax, kinds=("titles",), limit=limit,
-                                             keep=keep, progress=update, publish=False))
-            except BaseException:
-                discard(store, report)
-                raise
-        publish_all(store, report, keep=keep)
+        # build every kind beside the live ones, then switch them together (indexer.rebuild); entering takes
+        # the build lock, so a second build of this home fails here, before a model is loaded
+        with progress_bar(not json_out) as update, Rebuild(settings, store, tax, keep=keep, progress=update) as rebuild:
+            started = time.perf_counter()
+            encoder = Encoder(settings.model_path, device=settings.device)
+            separate = settings.title_model is not None and "titles" in kinds
+            title_encoder = Encoder(settings.title_model, device=settings.device) if separate else encoder
+            for kind in kinds:
+                if separate and kind == "titles":  # its own model: its own threshold and label mode
+                    rebuild.build(kind, title_encoder, limit=limit)
+                else:
+                    rebuild.build(kind, encoder, limit=limit, threshold=threshold, labels=labels)
+        report = rebuild.report
         out: dict[str, Any] = report.to_dict()
         out["total_seconds"] = round(time.perf_counter() - started, 2)
         out["store"] = store.location

@@ -22,7 +22,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 
@@ -31,6 +31,7 @@ from jobskills.errors import InputError, JobskillsError, TrainError
 from jobskills.esco import Esco, load_esco
 from jobskills.fileio import atomic_write_text
 from jobskills.models import resolve_model
+from trainer.common import Progress, ProgressCallback, quiet, training_device
 from trainer.data import title_pairs
 
 __all__ = ["TitleTrainConfig", "build_title_model", "train_titles", "TitleEvaluator", "TITLE_ROUTE", "SKILLS_ROUTE"]
@@ -128,7 +129,7 @@ class TitleEvaluator(BaseEvaluator):
         return None
 
 
-def train_titles(settings: Settings, cfg: TitleTrainConfig, progress: Callable[[str, int, int], None] | None = None,
+def train_titles(settings: Settings, cfg: TitleTrainConfig, progress: Progress | None = None,
                  esco: Esco | None = None) -> dict[str, Any]:
     """Train the title encoder, save it, and (unless ``cfg.reindex`` is off) rebuild the titles index with it
     beside the live one, switching the alias only when it is complete."""
@@ -139,12 +140,11 @@ def train_titles(settings: Settings, cfg: TitleTrainConfig, progress: Callable[[
     from sentence_transformers.sentence_transformer.losses import CachedMultipleNegativesRankingLoss
 
     from jobskills.encoder import Encoder
-    from trainer.train import _device, _ProgressCallback, _quiet
 
     esco = esco or load_esco()
     if not esco.occupations:
         raise InputError("this taxonomy has no occupations to train a title encoder on")
-    device, precision = _device(cfg.device)
+    device, precision = training_device(cfg.device)
     base = Encoder(resolve_model(cfg.base, settings.home) if cfg.base else settings.model_path, device=device)
     out = Path(cfg.out).expanduser() if cfg.out else Path(settings.home) / "models" / (
         f"{Path(base.path).name}-titles-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}")
@@ -179,8 +179,8 @@ def train_titles(settings: Settings, cfg: TitleTrainConfig, progress: Callable[[
         logging_steps=max(1, min(50, total // 10 or 1)), save_strategy="no", report_to="none", disable_tqdm=True,
     )
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
-                                         callbacks=[_ProgressCallback(progress, report["log"])])
-    _quiet(trainer)
+                                         callbacks=[ProgressCallback(progress, report["log"])])
+    quiet(trainer)
     started = time.perf_counter()
     result = trainer.train()
     report["steps"], report["seconds"] = int(result.global_step), round(time.perf_counter() - started, 1)
@@ -207,14 +207,14 @@ def train_titles(settings: Settings, cfg: TitleTrainConfig, progress: Callable[[
     return report
 
 
-def _reindex_titles(settings: Settings, model_dir: Path, device: str, esco: Esco, progress: Any) -> dict[str, Any]:
-    from indexer.build import build_index
+def _reindex_titles(settings: Settings, model_dir: Path, device: str, esco: Esco, progress: Progress | None) -> dict[str, Any]:
+    """The titles index again with the new title model, in the live one's shape, switched only when complete
+    and smoke-tested (:class:`indexer.rebuild.Rebuild`)."""
+    from indexer.rebuild import Rebuild
     from jobskills.encoder import Encoder
     from jobskills.store import open_store
-    from trainer.train import _live_shape
 
     encoder = Encoder(model_dir, device=device)
-    with open_store(settings) as store:
-        shape = {k: v for k, v in _live_shape(store, "titles").items() if k == "limit"}
-        # build_index publishes only after the new version is complete and smoke-tested
-        return build_index(settings, store, encoder, esco, kinds=("titles",), progress=progress, **shape).to_dict()
+    with open_store(settings) as store, Rebuild(settings, store, esco, keep=1, progress=progress) as rebuild:
+        rebuild.build_like_live("titles", encoder)
+    return rebuild.report.to_dict()

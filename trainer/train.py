@@ -24,28 +24,28 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
+from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
+
+from indexer.ranker import SkillRanker
 from jobskills.config import Settings
 from jobskills.errors import InputError, JobskillsError, TrainError
 from jobskills.esco import Esco, load_esco
-from jobskills.taxonomy import DEFAULT_TAXONOMY
-from jobskills.fileio import atomic_write_text
-from jobskills.models import resolve_model
-from jobskills.modelconfig import ModelConfig, load_model_config, save_model_config
-from jobskills.scoring import SCORER_VERSION, ScoreConfig
-from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
-from transformers import TrainerCallback
-
-from indexer.ranker import SkillRanker
 from jobskills.evaluation import Ranker
+from jobskills.fileio import atomic_write_text
+from jobskills.modelconfig import ModelConfig, load_model_config, save_model_config
+from jobskills.models import resolve_model
+from jobskills.scoring import SCORER_VERSION, ScoreConfig
+from jobskills.taxonomy import DEFAULT_TAXONOMY
+from trainer.common import Progress, ProgressCallback, quiet, training_device
 from trainer.data import MAX_LABELS, Row, augment, data_fingerprint, esco_pairs, expand, load_pairs, mix_report
 
 __all__ = ["TrainConfig", "TrainReport", "train", "build_dataset", "RankingEvaluator", "reindex"]
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
+_ProgressCallback = ProgressCallback  # its older name (trainer.common holds it for both training commands)
 
 
 @dataclass(frozen=True)
@@ -185,65 +185,9 @@ class RankingEvaluator(BaseEvaluator):
         return "ConTeXT ranking (RP@K, MRR)"
 
 
-def _device(requested: str) -> tuple[str, str]:
-    """(device, precision): CUDA with bf16 (fp16 on older cards) when asked or available, else CPU fp32."""
-    import torch
-
-    if requested not in ("auto", "cpu", "cuda") and not requested.startswith("cuda:"):
-        raise InputError(f"--device must be auto, cpu or cuda, got {requested!r}")
-    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
-        return "cpu", "fp32"
-    if not torch.cuda.is_available():
-        raise TrainError("--device cuda was asked for but no CUDA device is visible")
-    return ("cuda" if requested == "auto" else requested), ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
-
-
 def _default_out(settings: Settings, base_name: str) -> Path:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
     return Path(settings.home) / "models" / f"{base_name}-context-{stamp}"
-
-
-def _quiet(trainer: Any) -> None:
-    """transformers prints its logs on stdout when tqdm is off; stdout is for results (``--json``), and our
-    callback already logs them."""
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-    trainer.remove_callback(PrinterCallback)
-    trainer.remove_callback(ProgressCallback)
-
-
-class _ProgressCallback(TrainerCallback):
-    """Forwards training steps to the CLI's progress (a bar on a terminal, periodic lines elsewhere), with the
-    latest loss and dev RP@5 beside it: with tqdm off, this is all a long run shows. Keeps the log for the report."""
-
-    def __init__(self, progress: Progress | None, log: list[dict[str, Any]]) -> None:
-        self.progress = progress
-        self.log = log
-        self.loss: float | None = None
-        self.rp5: float | None = None
-
-    def _note(self) -> None:
-        note = getattr(self.progress, "note", None)  # optional: a plain (task, done, total) callable has none
-        parts = ([f"loss {self.loss:.4f}"] if self.loss is not None else []) + ([f"dev RP@5 {self.rp5:.4f}"] if self.rp5 is not None else [])
-        if note and parts:
-            note("train", ", ".join(parts))
-
-    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-        if self.progress:
-            self.progress("train", state.global_step, state.max_steps)
-
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
-        if logs:
-            self.log.append({"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, (int, float))}})
-            logger.info("step %d: %s", state.global_step, logs)
-            if isinstance(logs.get("loss"), (int, float)):
-                self.loss = float(logs["loss"])
-            rp5 = next((v for k, v in logs.items() if k.endswith("_rp@5") and isinstance(v, (int, float))), None)
-            if rp5 is not None:
-                self.rp5 = float(rp5)
-            self._note()
-            if self.progress:  # show the new note now, not at the next step
-                self.progress("train", state.global_step, state.max_steps)
 
 
 def train(settings: Settings, cfg: TrainConfig, progress: Progress | None = None, esco: Esco | None = None) -> TrainReport:
@@ -267,7 +211,7 @@ def train(settings: Settings, cfg: TrainConfig, progress: Progress | None = None
 
     esco = esco or load_esco()
     base = resolve_model(cfg.base, settings.home) if cfg.base else settings.model_path
-    device, precision = _device(cfg.device)
+    device, precision = training_device(cfg.device)
     encoder = Encoder(base, device=device)
     base_cfg = load_model_config(encoder.path, encoder.fingerprint, settings.home, esco.name)
     out = Path(cfg.out).expanduser() if cfg.out else _default_out(settings, Path(encoder.path).name)
@@ -359,9 +303,9 @@ def train(settings: Settings, cfg: TrainConfig, progress: Progress | None = None
     )
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=dataset, loss=loss, evaluator=evaluator,
-        callbacks=[_ProgressCallback(progress, report.log)],
+        callbacks=[ProgressCallback(progress, report.log)],
     )
-    _quiet(trainer)
+    quiet(trainer)
     started = time.perf_counter()
     resume = bool(cfg.resume and any(ckpt_dir.glob("checkpoint-*")))
     try:
@@ -447,50 +391,26 @@ def calibrate_offline(ranker: Ranker, examples: Sequence[Any]) -> tuple[float, d
     return float(best["threshold"]), best
 
 
-def _live_shape(store: Any, kind: str) -> dict[str, Any]:
-    """How the live version of ``kind`` was built (a ``--limit`` or a skill subset), so a rebuild matches it."""
-    found = store.current_manifest(kind)
-    if found is None:
-        return {}
-    version, manifest = found
-    shape: dict[str, Any] = {}
-    if manifest.get("limit"):
-        shape["limit"] = int(manifest["limit"])
-    if manifest.get("subset"):
-        shape["skill_uris"] = sorted({p["uri"] for _, p, _ in store.scroll(kind, version, with_mean=False)}, key=str)
-    if manifest.get("labels") and kind != "titles":
-        shape["labels"] = manifest["labels"]
-    return shape
-
-
 def reindex(settings: Settings, model_dir: Path, device: str, esco: Esco, progress: Progress | None = None) -> dict[str, Any]:
-    """Build the live kinds again with the new model beside the live index (same shape: limit or subset),
-    smoke-test them, then switch the aliases. Until the switch searches use the old index; on any failure
-    the new collections are dropped and the old ones stay live."""
-    from indexer.build import BuildReport, build_index, discard, publish_all
+    """Build the live kinds again with the new model, in their live shape (limit or subset), and switch them
+    together (:class:`indexer.rebuild.Rebuild`): until the switch searches use the old index; on any failure
+    the new versions are dropped and the old ones stay live."""
+    from indexer.rebuild import Rebuild
     from jobskills.encoder import Encoder
+    from jobskills.schema import Manifest
     from jobskills.store import open_store
     from jobskills.taxonomy import skills_kind
 
     encoder = Encoder(model_dir, device=device)
     taxonomy = esco.name
     kinds = ("skills",) if taxonomy != DEFAULT_TAXONOMY else ("skills", "titles")
-    built = BuildReport()
-    store = open_store(settings)
-    try:
-        try:
-            live_skills = store.current_manifest(skills_kind(taxonomy))
-            live_titles = store.current_manifest("titles") if "titles" in kinds else None
-            if live_titles and live_skills and live_titles[1].get("model_fingerprint") != live_skills[1].get("model_fingerprint"):
-                kinds = ("skills",)  # titles have their own model (train-titles): not this one's to replace
-                logger.info("the titles index uses its own model; rebuilding skills only")
-            for kind in kinds:
-                shape = _live_shape(store, skills_kind(taxonomy) if kind == "skills" else kind)
-                built.merge(build_index(settings, store, encoder, esco, kinds=(kind,), publish=False, progress=progress, **shape))
-        except BaseException:
-            discard(store, built)
-            raise
-        publish_all(store, built, keep=1)
-    finally:
-        store.close()
-    return built.to_dict()
+    with open_store(settings) as store, Rebuild(settings, store, esco, keep=1, progress=progress) as rebuild:
+        live_skills = store.current_manifest(skills_kind(taxonomy))
+        live_titles = store.current_manifest("titles") if "titles" in kinds else None
+        if (live_titles and live_skills and Manifest.from_dict(live_titles[1]).model_fingerprint
+                != Manifest.from_dict(live_skills[1]).model_fingerprint):
+            kinds = ("skills",)  # titles have their own model (train-titles): not this one's to replace
+            logger.info("the titles index uses its own model; rebuilding skills only")
+        for kind in kinds:
+            rebuild.build_like_live(kind, encoder)
+    return rebuild.report.to_dict()
