@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from jobskills.errors import InputError
 from jobskills.esco import ESCO_TAXONOMY
+from retriever.contract import EVIDENCE_WORDS
 
 if TYPE_CHECKING:
     from jobskills.esco import Esco
@@ -119,10 +120,10 @@ def analyse_many(
     from jobskills.esco import load_esco
 
     if r.taxonomy != ESCO_TAXONOMY:
-        raise InputError("ad analysis needs ESCO's occupation-skill relations: use the built-in esco-1.1.0 taxonomy")
+        raise InputError(f"ad analysis needs ESCO's occupation-skill relations: use the built-in {ESCO_TAXONOMY} taxonomy")
     esco = esco or load_esco()
     if progress is None:
-        per_ad = r.extract_many(texts, threshold=threshold, evidence_words=3, spans=spans)
+        per_ad = r.extract_many(texts, threshold=threshold, evidence_words=EVIDENCE_WORDS, spans=spans)
     else:
         per_ad = _extract_reporting(r, texts, threshold, spans, progress)
     return [_analyse(r, esco, sentences, title, k, title_method) for sentences, title in zip(per_ad, titles)]
@@ -140,7 +141,7 @@ def _extract_reporting(r: "Retriever", texts: list[str], threshold: float | None
     for text, ad_spans in zip(texts, spans):
         sentences: list[Any] = []
         for i in range(0, len(ad_spans), PROGRESS_CHUNK):
-            sentences += r.extract_many([text], threshold=threshold, evidence_words=3, spans=[ad_spans[i : i + PROGRESS_CHUNK]])[0]
+            sentences += r.extract_many([text], threshold=threshold, evidence_words=EVIDENCE_WORDS, spans=[ad_spans[i : i + PROGRESS_CHUNK]])[0]
             done += min(PROGRESS_CHUNK, len(ad_spans) - i)
             progress("sentences", done, total)
         out.append(sentences)
@@ -290,5 +291,5 @@ def analyse_extracted(
     from jobskills.esco import load_esco
 
     if r.taxonomy != ESCO_TAXONOMY:
-        raise InputError("ad analysis needs ESCO's occupation-skill relations: use the built-in esco-1.1.0 taxonomy")
+        raise InputError(f"ad analysis needs ESCO's occupation-skill relations: use the built-in {ESCO_TAXONOMY} taxonomy")
     return _analyse(r, esco or load_esco(), sentences, title, k, title_method)

@@ -39,11 +39,13 @@ from pydantic import BaseModel, Field, model_validator
 from jobskills import __version__
 from jobskills.errors import IndexMismatchError, InputError, JobskillsError
 from jobskills.esco import ATTRIBUTION
-from retriever.pipeline import DEFAULT_TITLE_METHOD, TITLE_METHODS
+from retriever.contract import EVIDENCE_WORDS
+from retriever.titles import DEFAULT_TITLE_METHOD, TITLE_METHODS
 
 if TYPE_CHECKING:
     from jobskills.config import Settings
-    from retriever.pipeline import Retriever, SentenceResult
+    from retriever.contract import SentenceResult
+    from retriever.pipeline import Retriever
 
 __all__ = ["create_app", "app_from_env", "MAX_TEXT_CHARS_API", "MAX_BATCH", "MAX_REQUEST_CHARS", "MAX_REQUEST_SENTENCES",
            "MAX_BODY_BYTES", "MAX_QUEUED_SENTENCES"]
@@ -69,7 +71,7 @@ class ExtractRequest(BaseModel):
     texts: Optional[list[str]] = Field(None, max_length=MAX_BATCH, description=f"Up to {MAX_BATCH} texts.")
     threshold: Optional[float] = Field(None, ge=-1.0, le=1.0, description="Override the calibrated threshold.")
     redundancy: bool = Field(True, description="Apply the redundancy filter.")
-    evidence: int = Field(3, ge=0, le=20, description="Evidence words per skill.")
+    evidence: int = Field(EVIDENCE_WORDS, ge=0, le=20, description="Evidence words per skill.")
 
     @model_validator(mode="after")
     def _one_of(self) -> "ExtractRequest":
@@ -458,7 +460,7 @@ def create_app(settings: "Settings | None" = None, retriever: "Retriever | None"
                               "max_body_bytes": MAX_BODY_BYTES, "max_queued_sentences": MAX_QUEUED_SENTENCES},
                    "queue": {"sentences_waiting": b.queued, "batches": b.batches, "sentences_done": b.sentences_done},
                    "reload_s": reload_s, "auth": bool(api_key)}
-            titles = r._titles_pinned
+            titles = r.title_search.pinned
             out["titles_manifest"] = _public(titles[1]) if titles else None
             return out
 

@@ -13,6 +13,7 @@ from jobskills.cli_common import (
 )
 from jobskills.errors import InputError
 from jobskills.threshold import SWEEP
+from retriever.contract import EVIDENCE_WORDS
 from retriever.text import MAX_TEXT_CHARS, require_words
 
 KOpt = Annotated[int, typer.Option("-k", "--top", min=1, max=1000, help="How many results.")]
@@ -89,7 +90,7 @@ def extract(
     threshold: ThresholdOpt = None,
     no_redundancy: Annotated[bool, typer.Option("--no-redundancy", help="Keep skills that no token prefers.")] = False,
     candidates: Annotated[str, typer.Option("--candidates", help="Candidate stage: bound (exact, default), qdrant, maxsim, exhaustive.")] = "bound",
-    evidence: Annotated[int, typer.Option("--evidence", min=0, max=50, help="Evidence words per skill.")] = 3,
+    evidence: Annotated[int, typer.Option("--evidence", min=0, max=50, help="Evidence words per skill.")] = EVIDENCE_WORDS,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Corpus mode: write one JSON line per input line here (resumable).", show_default=False)] = None,
     text_field: Annotated[Optional[str], typer.Option("--text-field", help="Corpus mode: the JSONL field holding the ad text.", show_default=False)] = None,
     id_field: Annotated[Optional[str], typer.Option("--id-field", help="Corpus mode: a JSONL field copied to each output line.", show_default=False)] = None,
@@ -172,7 +173,7 @@ def titles(
         raise InputError("the job title is empty")
     require_words(query, "the job title")  # emoji alone once got confident hits; extract refuses them too
     with _open(model, home, engine, device) as r:
-        from retriever.pipeline import DEFAULT_TITLE_METHOD
+        from retriever.titles import DEFAULT_TITLE_METHOD
 
         method = method or DEFAULT_TITLE_METHOD
         matches = r.titles(query, k, method=method)
@@ -221,12 +222,12 @@ def evaluate(
         warnings = []
         if kind == "extraction":
             examples = _subset(ev.load_extraction_bench(bench, r.skills.row_of_uri), limit, sample)
-            calibrated = (r.skills.manifest.get("calibrated_on") or {}).get("sha256")
+            calibrated = (r.skills.meta.calibrated_on or {}).get("sha256")
             if threshold is None and calibrated and calibrated == ev.file_sha256(bench):
                 warnings.append(f"the threshold was calibrated on this same file ({bench}); P/R/F1 are optimistic")
             report = ev.evaluate_extraction(r, examples, dump=dump)
         else:
-            if r.skills.manifest.get("limit") or r.skills.manifest.get("subset"):
+            if r.skills.meta.limit or r.skills.meta.subset:
                 warnings.append("the index holds a subset of ESCO; scores are not comparable to a full index")
             examples = _subset(ev.load_title_bench(bench), limit, sample)
             report = ev.evaluate_titles(r, examples, method=method)

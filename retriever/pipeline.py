@@ -1,134 +1,40 @@
-"""Read path: sentence -> token embeddings -> candidate skills -> exact ConTeXT rerank -> threshold ->
-redundancy filter -> results with evidence; plus ranked skill search and job-title neighbours.
+"""The query path's façade: :class:`Retriever` opens the live index once and answers many queries.
 
-The candidate stage is lossless by default (``candidates="bound"``): the ConTeXT score never exceeds
-``max_j cos(x_j, s)`` (see :func:`jobskills.scoring.token_bound`), so every skill some token reaches with
-cosine >= threshold is scored exactly, and no skill above threshold is missed. The skill matrix (each
-point's stored ``mean`` vector) is read once from the store into memory for that bound and for the exact
-rerank. ``bound-bf16`` evaluates the same bound in bfloat16 and screens with a proven margin (faster on CPUs
-with native bf16, still lossless). Other modes: ``qdrant`` (the same bound as exact per-token threshold searches inside Qdrant),
-``maxsim`` (Qdrant's multivector MAX_SIM top-N: faster to reason about, no recall guarantee) and
-``exhaustive`` (score every skill).
+A sentence goes: split (:mod:`retriever.text`) -> token embeddings (:mod:`jobskills.encoder`) -> candidate
+skills (:mod:`retriever.candidates`, lossless ``bound`` by default) -> exact ConTeXT rerank, threshold,
+redundancy filter (:mod:`jobskills.scoring`, here in :meth:`Retriever._rerank`) -> results with evidence
+(:mod:`retriever.contract`). The skill matrix (each point's stored ``mean`` vector) is read once into memory
+(:class:`retriever.skills.SkillTable`) for the candidate bound and the rerank. Ranked skill search is
+:meth:`Retriever.search`; job-title neighbours are :mod:`retriever.titles`. The index contract (manifest,
+payloads, :func:`~jobskills.schema.check_manifest`) is :mod:`jobskills.schema`.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 
 from jobskills.config import Settings
 from jobskills.encoder import Encoded, Encoder
-from jobskills.errors import IndexMismatchError, IndexNotFoundError, InputError
-from jobskills.schema import Manifest, SkillPayload, TitlePayload, check_manifest
-from jobskills.scoring import (
-    BF16_MARGIN, ScoreConfig, attention, redundancy_keep_pairs, score_all, score_pairs, token_bound,
-)
-from jobskills.store import BM25, MEAN, TITLE_SCHEMA, TOKENS, Fusion, Hit, Source, Store, open_store
+from jobskills.errors import IndexNotFoundError, InputError
+from jobskills.schema import Manifest, SkillPayload, check_manifest
+from jobskills.scoring import ScoreConfig, attention, redundancy_keep_pairs, score_all, score_pairs
+from jobskills.store import Store, open_store
 from jobskills.taxonomy import DEFAULT_TAXONOMY, skills_kind
 from jobskills.threshold import Threshold, resolve_threshold
-from retriever.skills import SkillVectors
-from retriever.text import MAX_TEXT_CHARS, require_words, split_sentences
+from retriever.candidates import CANDIDATE_MODES, CandidateStage, candidate_stage, check_stage
+from retriever.contract import EVIDENCE_WORDS, Evidence, SentenceResult, SkillMatch, check_unicode
+from retriever.skills import SkillTable
+from retriever.text import MAX_TEXT_CHARS, split_sentences
+from retriever.titles import DEFAULT_TITLE_METHOD, HYBRID, TITLE_METHODS, TitleFusion, TitleMatch, TitleSearch
 
 __all__ = ["Evidence", "SkillMatch", "SentenceResult", "TitleMatch", "Retriever", "CANDIDATE_MODES", "check_manifest",
-           "TITLE_METHODS", "DEFAULT_TITLE_METHOD", "HYBRID", "TitleFusion"]
+           "TITLE_METHODS", "DEFAULT_TITLE_METHOD", "HYBRID", "TitleFusion", "EVIDENCE_WORDS"]
 
 logger = logging.getLogger(__name__)
-
-CANDIDATE_MODES = ("bound", "bound-bf16", "qdrant", "maxsim", "exhaustive")
-_FLOAT_SLACK = 1e-5  # engines and torch round differently at the threshold boundary
-
-
-@dataclass(frozen=True)
-class TitleFusion:
-    """What ``titles(method="hybrid")`` asks Qdrant: a prefetch of ``prefetch`` points per source
-    (``lexical`` = BM25, ``mean`` = pooled cosine, ``maxsim`` = late interaction), fused by ``fusion``. A
-    source named twice counts twice in RRF (sum of 1 / (k + rank) over the prefetches): a weight that every
-    Qdrant with parametrised RRF (>= 1.16) applies, unlike RRF ``weights`` (>= 1.17, and they scale ranks)."""
-
-    sources: tuple[str, ...]
-    fusion: Fusion
-    prefetch: int = 100
-
-
-#: Job-title methods; the default was chosen on the JobBERT development titles (benchmarks/README.md).
-TITLE_METHODS = ("hybrid", "mean", "maxsim", "lexical")
-DEFAULT_TITLE_METHOD = "hybrid"
-#: Chosen on 2,000 JobBERT development titles (benchmarks/README.md): semantic evidence counts twice, k=20.
-HYBRID = TitleFusion(("lexical", "mean", "mean"), Fusion("rrf", k=20))
-
-
-@dataclass
-class Evidence:
-    """A word of the input that carried a match: its text, character span in the input, attention weight."""
-
-    text: str
-    start: int
-    end: int
-    weight: float
-
-
-@dataclass
-class SkillMatch:
-    uri: str
-    label: str
-    skill_type: str
-    score: float
-    evidence: list[Evidence] = field(default_factory=list)
-    reuse_level: str = ""
-    matched_label: str = ""  # the label that scored best: the preferred one or, with label expansion, an alternative
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class SentenceResult:
-    text: str
-    start: int
-    end: int
-    skills: list[SkillMatch]
-    candidates: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "start": self.start, "end": self.end, "candidates": self.candidates,
-                "skills": [s.to_dict() for s in self.skills]}
-
-
-@dataclass
-class TitleMatch:
-    """An ESCO occupation near a job title, and why: the ESCO title that matched (``matched_title``, the
-    occupation's best-ranked title point) and the evidence that carried it: ``lexical`` (BM25 ranked that
-    title among its best: it shares words with the query), ``semantic`` (the embedding ranked it among its
-    best), or ``both``. ``lexical_score`` is its BM25 score (IDF-weighted), ``semantic_score`` its cosine
-    with the query (``maxsim``: MAX_SIM per query token); each is None where that evidence did not reach it.
-    ``score`` is the method's ranking score: for ``hybrid`` the fused rank score (RRF), comparable only
-    within one answer."""
-
-    occupation_uri: str
-    label: str
-    isco_group: str
-    score: float
-    matched_title: str
-    evidence: str = "semantic"
-    lexical_score: float | None = None
-    semantic_score: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _check_unicode(text: str) -> None:
-    """A lone surrogate (e.g. JSON "\\ud800") is not text: refuse it with its position instead of failing deep
-    inside the tokenizer."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InputError(f"the text holds an unpaired surrogate (U+{ord(text[exc.start]):04X}) at character {exc.start}; "
-                         "send valid Unicode") from None
 
 
 def _model_for(settings: Settings, manifest: Manifest) -> str:
@@ -142,33 +48,6 @@ def _model_for(settings: Settings, manifest: Manifest) -> str:
     return settings.model_path
 
 
-class _SkillTable(SkillVectors):
-    """The published skills version held in memory: payloads and the exact ``mean`` matrix, one row per point."""
-
-    def __init__(self, store: Store, version: str, manifest: dict[str, Any], kind: str = "skills") -> None:
-        import torch
-
-        ids, payloads, vecs = [], [], []
-        for pid, payload, vec in store.scroll(kind, version, with_mean=True):
-            ids.append(pid)
-            payloads.append(payload)
-            vecs.append(vec)
-        if not ids:
-            raise IndexNotFoundError(f"the skills index {version} is empty; run `jobskills index`")
-        order = np.argsort(ids)
-        super().__init__(torch.from_numpy(np.stack([vecs[i] for i in order]).astype(np.float32)), [payloads[i] for i in order])
-        self.kind = kind
-        self.version = version
-        self.manifest = manifest
-        self.ids = np.asarray(ids)[order]
-        self.row_of = {int(pid): row for row, pid in enumerate(self.ids)}
-
-    @property
-    def meta(self) -> Manifest:
-        """The manifest, typed (``manifest`` stays the stored dict: ``calibrate`` replaces it, the API shows it)."""
-        return Manifest.from_dict(self.manifest)
-
-
 class Retriever:
     """Query side of jobskills. Open once, query many times.
 
@@ -177,7 +56,11 @@ class Retriever:
         store: an open store (default: :func:`jobskills.store.open_store`); closed by :meth:`close` only if
             this object opened it.
         encoder: a loaded encoder (default: ``settings.model_path``).
-        candidates: candidate stage, one of :data:`CANDIDATE_MODES`.
+        candidates: candidate stage, one of :data:`CANDIDATE_MODES` (:mod:`retriever.candidates`).
+        taxonomy: the skill taxonomy to answer from (default: the built-in ESCO).
+
+    The parts: :attr:`skills` (the skill table in memory), :attr:`stage` (the candidate stage),
+    :attr:`title_search` (job titles, with their own encoder); extraction's rerank and evidence live here.
     """
 
     def __init__(
@@ -188,8 +71,7 @@ class Retriever:
         candidates: str = "bound",
         taxonomy: str | None = None,
     ) -> None:
-        if candidates not in CANDIDATE_MODES:
-            raise InputError(f"unknown candidate mode {candidates!r}; choose one of {', '.join(CANDIDATE_MODES)}")
+        check_stage(candidates)  # an unknown name fails before the store or the model is touched
         self.settings = settings
         self._own_store = store is None
         self.store = store or open_store(settings)
@@ -208,7 +90,7 @@ class Retriever:
                 )
             self.encoder = encoder or Encoder(_model_for(settings, Manifest.from_dict(found[1])), device=settings.device)
             check_manifest(found[1], self.encoder, self.taxonomy)
-            self.skills = _SkillTable(self.store, *found, kind=kind)
+            self.skills = SkillTable(self.store, *found, kind=kind)
             # the (skills, titles) pair is pinned here, for the life of this object: answers never mix versions,
             # and the leases keep a later `index` from pruning what this reader serves
             self._titles_pinned = self.store.current_manifest("titles") if kind == "skills" else None
@@ -217,15 +99,23 @@ class Retriever:
         except BaseException:
             self.close()
             raise
-        self.candidates = candidates
+        self.stage: CandidateStage = candidate_stage(candidates, self.skills, self.store)
         self.score_config = ScoreConfig.from_dict(self.skills.meta.score_config)
         choice = self.threshold_choice
         logger.info("answering from skills %s, titles %s; threshold %.3f from %s", found[0],
                     self._titles_pinned[0] if self._titles_pinned else None, choice.value, choice.source)
-        self._titles: tuple[str, dict[str, Any]] | None = None
-        self.title_encoder: Encoder = self.encoder
+        self.title_search = TitleSearch(settings, self.store, self._titles_pinned, self.encoder)
 
     # ------------------------------------------------------------------ info
+    @property
+    def candidates(self) -> str:
+        """The candidate stage's name (see :mod:`retriever.candidates`)."""
+        return self.stage.name
+
+    @candidates.setter
+    def candidates(self, name: str) -> None:
+        self.stage = candidate_stage(name, self.skills, self.store)
+
     @property
     def threshold(self) -> float:
         return self.threshold_choice.value
@@ -269,13 +159,13 @@ class Retriever:
 
     # ------------------------------------------------------------------ extract
     def extract(
-        self, text: str, threshold: float | None = None, redundancy: bool = True, evidence_words: int = 5
+        self, text: str, threshold: float | None = None, redundancy: bool = True, evidence_words: int = EVIDENCE_WORDS
     ) -> list[SentenceResult]:
         """Split ``text`` into sentences and extract skills from each (spans refer to ``text``)."""
         return self.extract_many([text], threshold, redundancy, evidence_words)[0]
 
     def extract_many(
-        self, texts: Sequence[str], threshold: float | None = None, redundancy: bool = True, evidence_words: int = 5,
+        self, texts: Sequence[str], threshold: float | None = None, redundancy: bool = True, evidence_words: int = EVIDENCE_WORDS,
         spans: Sequence[Sequence[tuple[int, int]]] | None = None,
     ) -> list[list[SentenceResult]]:
         """Several texts (e.g. ads) at once: the sentences of all of them share encoder batches.
@@ -294,7 +184,7 @@ class Retriever:
         """Sentence spans of ``text`` that fit the encoder; a clear error for unusable text."""
         if not isinstance(text, str) or not text.strip():
             raise InputError("the text is empty; give a sentence or a job ad")
-        _check_unicode(text)
+        check_unicode(text)
         if len(text) > MAX_TEXT_CHARS:
             raise InputError(
                 f"the text has {len(text):,} characters, over the {MAX_TEXT_CHARS:,} limit for one text; for many ads, put "
@@ -307,7 +197,7 @@ class Retriever:
         return spans
 
     def extract_sentences(
-        self, sentences: Sequence[str], threshold: float | None = None, redundancy: bool = True, evidence_words: int = 5
+        self, sentences: Sequence[str], threshold: float | None = None, redundancy: bool = True, evidence_words: int = EVIDENCE_WORDS
     ) -> list[SentenceResult]:
         """One result per given sentence (no splitting; overlong sentences are truncated by the encoder)."""
         return self._extract_units(sentences, [(i, 0, len(s)) for i, s in enumerate(sentences)], threshold, redundancy, evidence_words)
@@ -356,48 +246,8 @@ class Retriever:
         return results  # type: ignore[return-value]
 
     def _candidates(self, enc: Encoded, t: float) -> list[np.ndarray]:
-        """Row indices into the skill table to score exactly, per sentence."""
-        import torch
-
-        n = len(enc)
-        m = self.skills.n_rows
-        if self.candidates == "exhaustive":
-            return [np.arange(m)] * n
-        if self.candidates in ("bound", "bound-bf16"):
-            half = self.candidates == "bound-bf16"
-            if half and self.skills.unit_bf16 is None:
-                self.skills.unit_bf16 = self.skills.unit.to(torch.bfloat16)
-            bound = token_bound(enc.tokens, enc.mask, self.skills.matrix, dtype=torch.bfloat16 if half else torch.float32,
-                                skills_unit=self.skills.unit_bf16 if half else self.skills.unit)
-            cut = t - (BF16_MARGIN if half else _FLOAT_SLACK)
-            return [torch.nonzero(bound[i] >= cut).flatten().numpy() for i in range(n)]
-        out = []
-        for i in range(n):
-            toks = enc.token_rows(i).cpu().numpy()
-            if self.candidates == "maxsim":
-                hits = self.store.query_maxsim(self.skills.kind, self.skills.version, toks, limit=100)
-                ids = [h.id for h in hits]
-            else:  # qdrant: per-token threshold search on `mean`; cos = dot with a unit token when s is unit
-                if not self.skills.meta.normalized:
-                    raise InputError("candidates='qdrant' needs a model with normalised embeddings; use 'bound'")
-                unit = toks / np.linalg.norm(toks, axis=1, keepdims=True).clip(1e-12)
-                ids = self._threshold_search(unit, t - _FLOAT_SLACK)
-            out.append(np.asarray(sorted({self.skills.row_of[i] for i in ids}), dtype=np.int64))
-        return out
-
-    def _threshold_search(self, queries: np.ndarray, t: float, limit: int = 128) -> set[int]:
-        """Every point with dot >= t for some query row; re-asks lists that came back full."""
-        found: set[int] = set()
-        pending = list(range(len(queries)))
-        while pending:
-            lists = self.store.query_mean(self.skills.kind, self.skills.version, queries[pending], limit=limit, threshold=t)
-            full = []
-            for q, hits in zip(pending, lists):
-                found.update(h.id for h in hits)
-                if len(hits) >= limit and limit < self.skills.n_rows:
-                    full.append(q)
-            pending, limit = full, limit * 8
-        return found
+        """Row indices into the skill table to score exactly, per sentence (the candidate stage's answer)."""
+        return self.stage.rows(enc, t)
 
     def _rerank(
         self,
@@ -507,7 +357,7 @@ class Retriever:
 
         if not query or not query.strip():
             raise InputError("the query is empty")
-        _check_unicode(query)
+        check_unicode(query)
         if k < 1:
             raise InputError("k must be >= 1")
         enc = self.encoder.encode([query.strip()], with_offsets=True)
@@ -515,134 +365,24 @@ class Retriever:
         top = torch.topk(by_skill[0], min(k, by_skill.shape[1]))
         kept = [(int(best_row[0, j]), float(s)) for s, j in zip(top.values, top.indices)]
         matches = [self._match(r, s) for r, s in kept]
-        self._attach_evidence(query.strip(), 0, enc, 0, kept, matches, 3)
+        self._attach_evidence(query.strip(), 0, enc, 0, kept, matches, EVIDENCE_WORDS)
         return matches
 
     # ------------------------------------------------------------------ titles
-    def _title_version(self) -> tuple[str, dict[str, Any]]:
-        if self._titles is None:
-            found = self._titles_pinned
-            if found is None:
-                raise IndexNotFoundError(f"no job-title index in {self.store.location}; run `jobskills index`")
-            self.title_encoder = self._encoder_for_titles(found[1])
-            check_manifest(found[1], self.title_encoder)
-            self._titles = found
-        return self._titles
-
-    def _encoder_for_titles(self, manifest: dict[str, Any]) -> Encoder:
-        """The titles index may be built with its own model (a JobBERT-style title encoder from
-        ``jobskills train-titles``): use the one set in ``title_model``, else the one the index names when it is
-        not the skills model, else the skills model."""
-        wanted = self.settings.title_model
-        m = Manifest.from_dict(manifest)
-        if not wanted and m.model_fingerprint != self.encoder.fingerprint:
-            path = m.model_path
-            wanted = path if path and Path(path).is_dir() else None
-        if not wanted or Path(wanted).resolve() == Path(self.encoder.path).resolve():
-            return self.encoder
-        return Encoder(wanted, device=self.settings.device)
-
     TITLE_METHODS = TITLE_METHODS
 
     def titles(self, query: str, k: int = 10, method: str | None = None) -> list[TitleMatch]:
-        """Nearest ESCO occupations for a free-text job title, best title per occupation.
+        """Nearest ESCO occupations for a free-text job title, best title per occupation
+        (:meth:`retriever.titles.TitleSearch.search`; ``method``: one of :data:`TITLE_METHODS`)."""
+        return self.title_search.search(query, k, method)
 
-        ``hybrid`` (the default, :data:`DEFAULT_TITLE_METHOD`): lexical (BM25 on the title words) and semantic
-        (pooled cosine) evidence fused by Qdrant in one query (see :data:`HYBRID`); ``mean``: cosine of
-        pooled embeddings; ``maxsim``: late interaction over title tokens (MAX_SIM / number of query tokens,
-        in [-1, 1]); ``lexical``: BM25 alone. ``hybrid`` and ``lexical`` need a titles index with the BM25
-        vector (schema 2: ``jobskills index --only titles`` builds it).
-        """
-        method = method or DEFAULT_TITLE_METHOD
-        if not query or not query.strip():
-            raise InputError("the job title is empty")
-        _check_unicode(query)
-        require_words(query, "the job title")  # emoji alone once got confident hits, while extract refused them
-        if k < 1:
-            raise InputError("k must be >= 1")
-        if method not in TITLE_METHODS:
-            raise InputError(f"unknown title method {method!r}; choose one of {', '.join(TITLE_METHODS)}")
-        version, manifest = self._title_version()
-        query = query.strip()
-        limit = max(50, 10 * k)
-        if method in ("maxsim", "mean"):
-            enc = self.title_encoder.encode([query])
-            if method == "maxsim":
-                n_tok = int(enc.mask[0].sum())
-                hits = self.store.query_maxsim("titles", version, enc.token_rows(0).cpu().numpy(), limit=limit)
-                hits = [Hit(h.id, h.score / n_tok, h.payload) for h in hits]
-            else:
-                hits = self.store.query_mean("titles", version, enc.pooled.cpu().numpy(), limit=limit, with_payload=True)[0]
-            scored = [(h.score, h.payload or {}, "semantic", None, h.score) for h in hits]
-        else:
-            scored = self._fused_titles(query, version, manifest, method, limit)
-        best: dict[str, TitleMatch] = {}
-        for score, payload, evidence, lexical, semantic in scored:
-            p = TitlePayload.from_dict(payload)
-            for j, occ in enumerate(p.occupations):
-                if occ not in best or score > best[occ].score:
-                    best[occ] = TitleMatch(
-                        occupation_uri=occ,
-                        label=p.occupation_labels[j],
-                        isco_group=p.isco_groups[j],
-                        score=round(float(score), 6),
-                        matched_title=p.text,
-                        evidence=evidence,
-                        lexical_score=None if lexical is None else round(float(lexical), 6),
-                        semantic_score=None if semantic is None else round(float(semantic), 6),
-                    )
-        return sorted(best.values(), key=lambda m: -m.score)[:k]
+    @property
+    def title_encoder(self) -> Encoder:
+        """The encoder title queries use (the titles index's own model, once titles were asked for)."""
+        return self.title_search.encoder
+
+    def _title_version(self) -> tuple[str, dict[str, Any]]:
+        return self.title_search.version()
 
     def _lexical(self, manifest: dict[str, Any]) -> Any:
-        """The BM25 encoder the titles index was built with (its settings are in the manifest); a clear
-        error for an index built before the BM25 vector existed."""
-        m = Manifest.from_dict(manifest)
-        lex = m.lexical
-        if m.schema_of_titles < TITLE_SCHEMA or not lex:
-            raise IndexMismatchError(
-                f"the titles index {m.version} has no BM25 vector (title schema "
-                f"{m.schema_of_titles}, this jobskills needs {TITLE_SCHEMA} for lexical and hybrid "
-                "title search); rebuild it with `jobskills index --only titles`, or use --method mean"
-            )
-        cached = getattr(self, "_bm25", None)
-        if cached is None or cached[0] != m.version:
-            from jobskills.lexical import Bm25Encoder, Bm25Settings
-
-            cached = (m.version, Bm25Encoder(Bm25Settings.from_dict(lex.get("bm25"))))
-            self._bm25 = cached
-        return cached[1]
-
-    def _fused_titles(
-        self, query: str, version: str, manifest: dict[str, Any], method: str, limit: int
-    ) -> list[tuple[float, dict[str, Any], str, float | None, float | None]]:
-        """``lexical`` / ``hybrid`` in one fused Qdrant query: (score, payload, evidence, BM25, cosine) per hit."""
-        words = self._lexical(manifest).query(query)
-        spec = HYBRID if method == "hybrid" else TitleFusion(("lexical",), Fusion("rrf", HYBRID.fusion.k), HYBRID.prefetch)
-        prefetch = max(spec.prefetch, limit // 5)  # k=100 (the evaluation depth) asks 200 per source
-        sources = []
-        enc = None
-        for name in spec.sources:
-            if name == "lexical":
-                if words[0]:  # a query of stopwords alone has no lexical evidence
-                    sources.append(Source("lexical", BM25, words, prefetch))
-                continue
-            if enc is None:
-                enc = self.title_encoder.encode([query])
-            if name == "mean":
-                sources.append(Source("mean", MEAN, enc.pooled[0].cpu().numpy(), prefetch))
-            else:
-                sources.append(Source("maxsim", TOKENS, enc.token_rows(0).cpu().numpy(), prefetch))
-        if not sources:
-            return []
-        fused = self.store.query_fused("titles", version, sources, spec.fusion, limit)
-        lex = fused.sources.get("lexical", {})
-        sem_name = "mean" if "mean" in fused.sources else "maxsim"
-        sem = fused.sources.get(sem_name, {})
-        n_tok = int(enc.mask[0].sum()) if enc is not None and sem_name == "maxsim" else 1
-        out = []
-        for h in fused.hits:
-            in_lex, in_sem = h.id in lex, any(h.id in fused.sources[n] for n in fused.sources if n != "lexical")
-            evidence = "both" if in_lex and in_sem else ("lexical" if in_lex else "semantic")
-            out.append((h.score, h.payload or {}, evidence, lex[h.id][1] if in_lex else None,
-                        sem[h.id][1] / n_tok if h.id in sem else None))
-        return out
+        return self.title_search.lexical(manifest)

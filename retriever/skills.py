@@ -3,16 +3,22 @@
 With label expansion an index holds a point per label (the preferred label and each alternative label) and
 several rows share a skill URI; a skill's score is its best label's score
 (:func:`jobskills.scoring.best_label`). Without it every skill is one row and the grouping is the identity.
-The live index (:class:`retriever.pipeline.Retriever`) and the offline ranker that scores a model with no
-index (:class:`retriever.evaluate.OfflineRanker`) both hold one of these, so ranking, thresholds and
-evaluation treat labels the same way.
+The live index (:class:`SkillTable`, read by :class:`retriever.pipeline.Retriever`) and the offline ranker
+that scores a model with no index both hold one of these, so ranking, thresholds and evaluation treat labels
+the same way.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-__all__ = ["SkillVectors"]
+from jobskills.errors import IndexNotFoundError
+from jobskills.schema import Manifest
+
+if TYPE_CHECKING:
+    from jobskills.store import Store
+
+__all__ = ["SkillVectors", "SkillTable"]
 
 
 class SkillVectors:
@@ -77,3 +83,32 @@ class SkillVectors:
         skill_scores, best_col = best_label(scores, self.owner[rows], len(self.uris))
         best_row = torch.where(best_col >= 0, rows[best_col.clamp_min(0)], best_col)
         return skill_scores, best_row
+
+
+class SkillTable(SkillVectors):
+    """The published skills version held in memory: payloads and the exact ``mean`` matrix, one row per point
+    (rows in point-id order; ``row_of`` maps a point id to its row)."""
+
+    def __init__(self, store: "Store", version: str, manifest: dict[str, Any], kind: str = "skills") -> None:
+        import numpy as np
+        import torch
+
+        ids, payloads, vecs = [], [], []
+        for pid, payload, vec in store.scroll(kind, version, with_mean=True):
+            ids.append(pid)
+            payloads.append(payload)
+            vecs.append(vec)
+        if not ids:
+            raise IndexNotFoundError(f"the skills index {version} is empty; run `jobskills index`")
+        order = np.argsort(ids)
+        super().__init__(torch.from_numpy(np.stack([vecs[i] for i in order]).astype(np.float32)), [payloads[i] for i in order])
+        self.kind = kind
+        self.version = version
+        self.manifest = manifest
+        self.ids = np.asarray(ids)[order]
+        self.row_of = {int(pid): row for row, pid in enumerate(self.ids)}
+
+    @property
+    def meta(self) -> Manifest:
+        """The manifest, typed (``manifest`` stays the stored dict: ``calibrate`` replaces it, the API shows it)."""
+        return Manifest.from_dict(self.manifest)

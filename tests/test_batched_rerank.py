@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from jobskills.scoring import attention, redundancy_keep, score_all
+from retriever.contract import EVIDENCE_WORDS
 from retriever.pipeline import Retriever
 from retriever.text import split_sentences
 from tests.conftest import house_rows
@@ -115,7 +116,7 @@ def test_batched_rerank_equals_per_sentence_on_split_text(edge_index, encoder):
     spans = r.split(text)
     assert len(spans) > len(split_sentences(text))  # the long item was cut
     got = _flat(r.extract(text, threshold=0.35))
-    want = _reference(r, [text], [(0, a, b) for a, b in spans], 0.35, True, 5)
+    want = _reference(r, [text], [(0, a, b) for a, b in spans], 0.35, True, EVIDENCE_WORDS)  # extract's default
     _same(got, want, "split")
     assert sum(map(len, want)) >= 3
 

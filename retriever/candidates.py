@@ -1,0 +1,161 @@
+"""Candidate stages: which skill points of a sentence the exact ConTeXT rerank scores.
+
+Each stage is a small class; :data:`STAGES` names them (the ``--candidates`` option, ``Retriever(candidates=)``)
+and :func:`candidate_stage` builds one. All answer the same question, per sentence of an encoded batch: the
+rows of the in-memory skill table (:class:`retriever.skills.SkillTable`) worth scoring exactly at threshold ``t``.
+
+- ``bound`` (the default, lossless): the ConTeXT score never exceeds ``max_j cos(x_j, s)``
+  (:func:`jobskills.scoring.token_bound`), so every skill some token reaches with cosine >= ``t`` is scored
+  and no skill above the threshold is missed.
+- ``bound-bf16``: the same bound in bfloat16, screened with a proven margin (faster on CPUs with native
+  bf16, still lossless).
+- ``qdrant``: the same bound as exact per-token threshold searches inside Qdrant.
+- ``maxsim``: Qdrant's multivector MAX_SIM top-100: faster to reason about, no recall guarantee.
+- ``exhaustive``: every skill.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from jobskills.errors import InputError
+from jobskills.scoring import BF16_MARGIN, token_bound
+
+if TYPE_CHECKING:
+    from jobskills.encoder import Encoded
+    from jobskills.store import Store
+    from retriever.skills import SkillTable
+
+__all__ = ["CandidateStage", "Bound", "BoundBf16", "QdrantThreshold", "MaxSim", "Exhaustive", "STAGES",
+           "CANDIDATE_MODES", "candidate_stage"]
+
+FLOAT_SLACK = 1e-5  # engines and torch round differently at the threshold boundary
+
+
+class CandidateStage:
+    """Row indices into the skill table to score exactly, per sentence of an encoded batch."""
+
+    name: ClassVar[str]
+    #: True when no skill scoring at or above the threshold can be left out
+    lossless: ClassVar[bool] = True
+
+    def __init__(self, skills: "SkillTable", store: "Store") -> None:
+        self.skills = skills
+        self.store = store
+
+    def rows(self, enc: "Encoded", t: float) -> list[np.ndarray]:
+        raise NotImplementedError
+
+
+class Exhaustive(CandidateStage):
+    """Every row: the reference the other stages are measured against."""
+
+    name = "exhaustive"
+
+    def rows(self, enc: "Encoded", t: float) -> list[np.ndarray]:
+        return [np.arange(self.skills.n_rows)] * len(enc)
+
+
+class Bound(CandidateStage):
+    """The rows whose token bound reaches ``t`` (float32 matmul over the in-memory unit matrix)."""
+
+    name = "bound"
+    margin: ClassVar[float] = FLOAT_SLACK
+
+    def _unit(self) -> tuple[Any, Any]:
+        import torch
+
+        return torch.float32, self.skills.unit
+
+    def rows(self, enc: "Encoded", t: float) -> list[np.ndarray]:
+        import torch
+
+        dtype, unit = self._unit()
+        bound = token_bound(enc.tokens, enc.mask, self.skills.matrix, dtype=dtype, skills_unit=unit)
+        cut = t - self.margin
+        return [torch.nonzero(bound[i] >= cut).flatten().numpy() for i in range(len(enc))]
+
+
+class BoundBf16(Bound):
+    """The same bound in bfloat16, with a margin that covers bf16 rounding (:data:`jobskills.scoring.BF16_MARGIN`)."""
+
+    name = "bound-bf16"
+    margin = BF16_MARGIN
+
+    def _unit(self) -> tuple[Any, Any]:
+        import torch
+
+        if self.skills.unit_bf16 is None:  # made on first use, kept with the table
+            self.skills.unit_bf16 = self.skills.unit.to(torch.bfloat16)
+        return torch.bfloat16, self.skills.unit_bf16
+
+
+class _PerSentence(CandidateStage):
+    """Stages that ask the store, one sentence at a time; points come back as ids, mapped to table rows."""
+
+    def rows(self, enc: "Encoded", t: float) -> list[np.ndarray]:
+        out = []
+        for i in range(len(enc)):
+            ids = self.point_ids(enc.token_rows(i).cpu().numpy(), t)
+            out.append(np.asarray(sorted({self.skills.row_of[p] for p in ids}), dtype=np.int64))
+        return out
+
+    def point_ids(self, tokens: np.ndarray, t: float) -> set[int] | list[int]:
+        raise NotImplementedError
+
+
+class MaxSim(_PerSentence):
+    """Qdrant's multivector MAX_SIM top-100 (no recall guarantee: measured, not assumed)."""
+
+    name = "maxsim"
+    lossless = False
+
+    def point_ids(self, tokens: np.ndarray, t: float) -> list[int]:
+        hits = self.store.query_maxsim(self.skills.kind, self.skills.version, tokens, limit=100)
+        return [h.id for h in hits]
+
+
+class QdrantThreshold(_PerSentence):
+    """The token bound as exact per-token threshold searches on ``mean``: cos = dot with a unit token when the
+    skill vectors are unit length, so the model must normalise its embeddings."""
+
+    name = "qdrant"
+
+    def point_ids(self, tokens: np.ndarray, t: float) -> set[int]:
+        if not self.skills.meta.normalized:
+            raise InputError("candidates='qdrant' needs a model with normalised embeddings; use 'bound'")
+        unit = tokens / np.linalg.norm(tokens, axis=1, keepdims=True).clip(1e-12)
+        return self.threshold_search(unit, t - FLOAT_SLACK)
+
+    def threshold_search(self, queries: np.ndarray, t: float, limit: int = 128) -> set[int]:
+        """Every point with dot >= t for some query row; re-asks lists that came back full."""
+        found: set[int] = set()
+        pending = list(range(len(queries)))
+        while pending:
+            lists = self.store.query_mean(self.skills.kind, self.skills.version, queries[pending], limit=limit, threshold=t)
+            full = []
+            for q, hits in zip(pending, lists):
+                found.update(h.id for h in hits)
+                if len(hits) >= limit and limit < self.skills.n_rows:
+                    full.append(q)
+            pending, limit = full, limit * 8
+        return found
+
+
+#: Every candidate stage by name, the default first.
+STAGES: dict[str, type[CandidateStage]] = {c.name: c for c in (Bound, BoundBf16, QdrantThreshold, MaxSim, Exhaustive)}
+CANDIDATE_MODES = tuple(STAGES)
+
+
+def check_stage(name: str) -> str:
+    """``name`` if a stage has it, else the error that lists them (before anything is opened)."""
+    if name not in STAGES:
+        raise InputError(f"unknown candidate mode {name!r}; choose one of {', '.join(CANDIDATE_MODES)}")
+    return name
+
+
+def candidate_stage(name: str, skills: "SkillTable", store: "Store") -> CandidateStage:
+    """The stage called ``name`` over this skill table and store."""
+    return STAGES[check_stage(name)](skills, store)
