@@ -134,7 +134,7 @@ def test_batched_rerank_with_label_expansion(tmp_path_factory, encoder, esco, sa
         assert r.skills.expanded
         texts = _texts()
         got = _flat(r.extract_sentences(texts, threshold=0.4))
-        want = _reference(r, texts, [(i, 0, len(s)) for i, s in enumerate(texts)], 0.4, True, 5)
+        want = _reference(r, texts, [(i, 0, len(s)) for i, s in enumerate(texts)], 0.4, True, EVIDENCE_WORDS)  # the default
         _same(got, want, "expanded")
         assert sum(map(len, want)) > 5
     finally:
