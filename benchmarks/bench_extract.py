@@ -12,8 +12,13 @@ default candidates, threshold, redundancy filter and evidence) against the encod
 (``settings.batch_size``, 64), best of ``--repeat`` rounds, the two interleaved round by round, at each
 of ``--ratio-threads`` torch thread counts. ``pipeline_over_encoder`` is the ratio of their throughputs.
 
+With ``--encoder-backend int8`` (or ``int8-mixed``; ``--home`` must hold an index built with that backend)
+it runs only the backend rows instead: the default pipeline on the quantised encoder, the quantised encoder
+alone and today's fp32 encoder alone, interleaved the same way at each ``--ratio-threads`` count, and writes
+``bench_extract_<backend>.json``. ``pipeline_over_fp32_encoder`` is issue 18's figure (target >= 1.5).
+
     python benchmarks/bench_extract.py [--home DIR] [--model DIR] [--threads N] [--repeat R] [--quick]
-        [--ratio-threads 1,2] [--ratio-only] [--name NAME]
+        [--ratio-threads 1,2] [--ratio-only] [--encoder-backend fp32|int8|int8-mixed] [--name NAME]
 
 Needs a built index (``jobskills index``). Writes benchmarks/results/<NAME>[.quick].json (default
 bench_extract).
@@ -62,6 +67,42 @@ def pipeline_vs_encoder(r, sentences: list[str], threads: int, repeat: int) -> d
     return row
 
 
+def backend_vs_fp32(r, fp32, sentences: list[str], threads: int, repeat: int) -> dict:
+    """The default pipeline on ``r``'s (quantised) encoder, that encoder alone, and the fp32 encoder alone, on
+    the same length-sorted batches, best of ``repeat`` rounds, interleaved round by round."""
+    import torch
+
+    torch.set_num_threads(threads)
+    bs = r.settings.batch_size
+    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+    batches = [[sentences[i] for i in order[s : s + bs]] for s in range(0, len(order), bs)]
+
+    def alone(enc):
+        def run() -> None:
+            for batch in batches:
+                enc.encode(batch, with_offsets=True)
+        return run
+
+    runs = {"fp32_encoder": alone(fp32), f"{r.encoder.backend}_encoder": alone(r.encoder),
+            f"{r.encoder.backend}_pipeline": lambda: r.extract_sentences(sentences)}
+    for fn in runs.values():  # warm-up
+        fn()
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(repeat):
+        for name, fn in runs.items():
+            with Timer() as tm:
+                fn()
+            best[name] = min(best[name], tm.seconds)
+    q_enc, q_pipe = list(runs)[1:]
+    row = {f"{name}_sentences_per_s": round(len(sentences) / sec, 2) for name, sec in best.items()}
+    row["encoder_over_fp32_encoder"] = round(best["fp32_encoder"] / best[q_enc], 3)
+    row["pipeline_over_fp32_encoder"] = round(best["fp32_encoder"] / best[q_pipe], 3)
+    row["pipeline_over_encoder"] = round(best[q_enc] / best[q_pipe], 3)
+    row["batch_size"] = bs
+    print(f"threads {threads}: {row}", file=sys.stderr)
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--home", default=None)
@@ -73,6 +114,8 @@ def main() -> None:
     ap.add_argument("--ratio-only", action="store_true", help="only the pipeline-vs-encoder rows (e.g. at ~100k label points)")
     ap.add_argument("--name", default=None, help="results file name (default bench_extract, or bench_extract_ratio "
                     "with --ratio-only, so a ratio run never replaces the candidate-stage figures)")
+    ap.add_argument("--encoder-backend", default=None, help="fp32, int8 or int8-mixed: with a quantised backend, only "
+                    "its rows against today's fp32 encoder alone (--home must hold an index built with it)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -88,8 +131,33 @@ def main() -> None:
     if args.quick:
         rows, args.repeat = rows[:20], 1
     sentences = [r["text"] for r in rows]
-    settings = load_settings({"home": args.home, "model": args.model})
+    settings = load_settings({"home": args.home, "model": args.model, "encoder_backend": args.encoder_backend})
     store = open_store(settings)
+    if settings.encoder_backend not in (None, "fp32"):
+        from jobskills.encoder import Encoder
+        from jobskills.models import resolve_model
+
+        # the quantised encoder named by the settings (the index must have been built with it: checked here)
+        r = Retriever(settings, store=store, encoder=Encoder(settings.model_path, device=settings.device))
+        fp32 = Encoder(resolve_model(args.model, settings.home, "fp32"), device=settings.device)
+        rows_by_threads = {n: backend_vs_fp32(r, fp32, sentences, int(n), args.repeat) for n in args.ratio_threads.split(",")}
+        result = {
+            "benchmark": "bench_extract_backend",
+            "encoder_backend": r.encoder.backend,
+            "sentences": len(sentences),
+            "skills": len(r.skills),
+            "model": r.skills.manifest.get("model_name"),
+            "model_fingerprint": r.encoder.fingerprint,
+            "fp32_fingerprint": fp32.fingerprint,
+            "pipeline_over_fp32_encoder": {n: row["pipeline_over_fp32_encoder"] for n, row in rows_by_threads.items()},
+            "encoder_over_fp32_encoder": {n: row["encoder_over_fp32_encoder"] for n, row in rows_by_threads.items()},
+            "rows": rows_by_threads,
+            "environment": environment(args.threads),
+            "command": " ".join(["python", *sys.argv]),
+        }
+        store.close()
+        print(write_result(args.name or f"bench_extract_{r.encoder.backend}", result, args.quick))
+        return
     base = Retriever(settings, store=store)
     t = base.threshold
     enc_model, table, cfg = base.encoder, base.skills, base.score_config
