@@ -42,7 +42,11 @@ class Evidence:
 @dataclass
 class SkillMatch:
     """A skill found in a sentence (or a ``search`` hit): the taxonomy's URI, preferred label and type, the exact
-    ConTeXT score, and the words of the input that carried it (``evidence``, heaviest first)."""
+    score, and the words of the input that carried it (``evidence``, heaviest first).
+
+    ``score`` is the ConTeXT score plus the model's lexical weight times ``lexical``, the share of a label's
+    words (IDF-weighted, best label) that the sentence contains; ``lexical`` is 0 when no label word occurs or
+    the index gives lexical evidence no weight."""
 
     uri: str
     label: str
@@ -51,6 +55,7 @@ class SkillMatch:
     evidence: list[Evidence] = field(default_factory=list)
     reuse_level: str = ""
     matched_label: str = ""  # the label that scored best: the preferred one or, with label expansion, an alternative
+    lexical: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

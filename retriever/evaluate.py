@@ -43,7 +43,8 @@ class RetrieverRanker:
 
     def score_batches(self, texts: Sequence[str]) -> Iterator[ScoredBatch]:
         r = self.r
-        return exact_batches(r.encoder, texts, r.skills.matrix, r.score_config, r.settings.batch_size, r.skills.by_skill)
+        return exact_batches(r.encoder, texts, r.skills.matrix, r.score_config, r.settings.batch_size, r.skills.by_skill,
+                             r.lexicon)
 
 
 def as_ranker(r: "Retriever | Ranker") -> Ranker:

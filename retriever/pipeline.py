@@ -1,8 +1,9 @@
 """The query path's façade: :class:`Retriever` opens the live index once and answers many queries.
 
 A sentence goes: split (:mod:`retriever.text`) -> token embeddings (:mod:`jobskills.encoder`) -> candidate
-skills (:mod:`retriever.candidates`, lossless ``bound`` by default) -> exact ConTeXT rerank, threshold,
-redundancy filter (:mod:`jobskills.scoring`, here in :meth:`Retriever._rerank`) -> results with evidence
+skills (:mod:`retriever.candidates`, lossless ``bound`` by default) -> exact ConTeXT rerank plus the labels'
+word coverage (:mod:`jobskills.lexical`), threshold, redundancy filter (:mod:`jobskills.scoring`, here in
+:meth:`Retriever._rerank`) -> results with evidence
 (:mod:`retriever.contract`). The skill matrix (each point's stored ``mean`` vector) is read once into memory
 (:class:`retriever.skills.SkillTable`) for the candidate bound and the rerank. Ranked skill search is
 :meth:`Retriever.search`; job-title neighbours are :mod:`retriever.titles`. The index contract (manifest,
@@ -21,7 +22,8 @@ from jobskills.config import Settings
 from jobskills.encoder import Encoded, Encoder
 from jobskills.errors import IndexNotFoundError, InputError
 from jobskills.schema import Manifest, SkillPayload, check_manifest
-from jobskills.scoring import ScoreConfig, attention, redundancy_keep_pairs, score_all, score_pairs
+from jobskills.lexical import LabelLexicon
+from jobskills.scoring import ScoreConfig, attention, candidate_floor, fuse, redundancy_keep_pairs, score_all, score_pairs
 from jobskills.store import Store, open_store
 from jobskills.taxonomy import DEFAULT_TAXONOMY, skills_kind
 from jobskills.threshold import Threshold, resolve_threshold
@@ -101,6 +103,7 @@ class Retriever:
             raise
         self.stage: CandidateStage = candidate_stage(candidates, self.skills, self.store)
         self.score_config = ScoreConfig.from_dict(self.skills.meta.score_config)
+        self._lexicon: LabelLexicon | None = None
         choice = self.threshold_choice
         logger.info("answering from skills %s, titles %s; threshold %.3f from %s", found[0],
                     self._titles_pinned[0] if self._titles_pinned else None, choice.value, choice.source)
@@ -115,6 +118,21 @@ class Retriever:
     @candidates.setter
     def candidates(self, name: str) -> None:
         self.stage = candidate_stage(name, self.skills, self.store)
+
+    @property
+    def lexicon(self) -> LabelLexicon | None:
+        """The skills' label words (:class:`jobskills.lexical.LabelLexicon`), built on first use from the
+        index's payloads; None when the index's scorer gives lexical evidence no weight."""
+        if not self.score_config.lexical:
+            return None
+        if self._lexicon is None:
+            self._lexicon = LabelLexicon.for_points(self.skills.payloads, self.skills.uris)
+        return self._lexicon
+
+    def _coverage(self, texts: Sequence[str]) -> Any:
+        """``(len(texts), n_skills)`` label-word coverage, or None without lexical evidence."""
+        lex = self.lexicon
+        return lex.coverage(texts) if lex is not None else None
 
     @property
     def threshold(self) -> float:
@@ -239,15 +257,22 @@ class Retriever:
         for start in range(0, len(order), bs):
             idx = order[start : start + bs]
             batch = [units[i] for i in idx]
-            enc = self.encoder.encode([texts[ti][a:b] for ti, a, b in batch], with_offsets=True)
-            rows_per_sentence = self._candidates(enc, t)
-            for i, res in zip(idx, self._rerank(texts, batch, enc, rows_per_sentence, t, redundancy, evidence_words)):
+            sentences = [texts[ti][a:b] for ti, a, b in batch]
+            enc = self.encoder.encode(sentences, with_offsets=True)
+            coverage = self._coverage(sentences)
+            rows_per_sentence = self._candidates(enc, t, coverage)
+            for i, res in zip(idx, self._rerank(texts, batch, enc, rows_per_sentence, t, redundancy, evidence_words,
+                                                coverage)):
                 results[i] = res
         return results  # type: ignore[return-value]
 
-    def _candidates(self, enc: Encoded, t: float) -> list[np.ndarray]:
-        """Row indices into the skill table to score exactly, per sentence (the candidate stage's answer)."""
-        return self.stage.rows(enc, t)
+    def _candidates(self, enc: Encoded, t: float, coverage: Any = None) -> list[np.ndarray]:
+        """Row indices into the skill table to score exactly, per sentence (the candidate stage's answer). With
+        lexical evidence a row's exact score needs only reach ``t - lambda * coverage`` (its ``boost``)."""
+        boost = None
+        if coverage is not None:  # per row (label point): its skill's lambda * coverage
+            boost = t - candidate_floor(t, coverage[:, self.skills.owner], self.score_config)
+        return self.stage.rows(enc, t, boost)
 
     def _rerank(
         self,
@@ -258,6 +283,7 @@ class Retriever:
         t: float,
         redundancy: bool,
         evidence_words: int,
+        coverage: Any = None,
     ) -> list[SentenceResult]:
         """Exact scores of every candidate pair of the batch in one segmented pass
         (:func:`jobskills.scoring.score_pairs`); the token cosines and weights it returns serve the threshold,
@@ -272,7 +298,8 @@ class Retriever:
             owner = torch.repeat_interleave(torch.arange(n), torch.tensor(counts))
             rows = torch.from_numpy(np.concatenate([np.asarray(r, dtype=np.int64) for r in rows_per_sentence]))
             pairs = score_pairs(enc.tokens, enc.mask, self.skills.matrix, owner, rows, self.score_config)
-            kept = self._above(pairs.scores, owner, rows, t, n)
+            lexical = coverage[owner, self.skills.owner[rows]] if coverage is not None else None
+            kept = self._above(fuse(pairs.scores, lexical, self.score_config), owner, rows, t, n)
         if redundancy and pairs is not None:
             flat = [p for ks in kept if len(ks) > 1 for _, _, p in ks]
             if flat:
@@ -287,7 +314,7 @@ class Retriever:
         results = []
         for i, (ti, a, b) in enumerate(units):
             text = texts[ti]
-            matches = [self._match(r, s) for r, s, _ in kept[i]]
+            matches = [self._match(r, s, coverage[i] if coverage is not None else None) for r, s, _ in kept[i]]
             if matches and evidence_words:
                 real = enc.mask[i].tolist()
                 alpha = [[w for w, m in zip(next(alpha_rows), real) if m] for _ in matches]  # real tokens only
@@ -298,7 +325,7 @@ class Retriever:
     def _above(self, scores: Any, owner: Any, rows: Any, t: float, n: int) -> list[list[tuple[int, float, int]]]:
         """Per sentence, the pairs at or above ``t`` as (row, score, pair index), best first. With label
         expansion a skill keeps its best label only (ties: the later row, as :func:`jobskills.scoring.best_label`);
-        equal scores keep skill order, as the per-sentence rerank did."""
+        equal scores keep skill order."""
         import torch
 
         hit = torch.nonzero(scores >= t).flatten()
@@ -309,12 +336,16 @@ class Retriever:
             cur = best[i].get(k)
             if cur is None or s > cur[1] or (s == cur[1] and r > cur[0]):
                 best[i][k] = (r, s, p)
-        return [[v for _, v in sorted(b.items(), key=lambda kv: (-kv[1][1], kv[0]))] for b in best]
+        # scores equal to the 6 decimals results show (e.g. two skills sharing a label) keep skill order, whatever
+        # the last float bits say: the redundancy filter then keeps the same one of them in every code path
+        return [[v for _, v in sorted(b.items(), key=lambda kv: (-round(kv[1][1], 6), kv[0]))] for b in best]
 
-    def _match(self, row: int, score: float) -> SkillMatch:
+    def _match(self, row: int, score: float, coverage: Any = None) -> SkillMatch:
+        """The result record of a kept row; ``coverage``: the sentence's label-word coverage per skill, if any."""
         p = SkillPayload.from_dict(self.skills.payloads[row])
+        lexical = round(float(coverage[int(self.skills.owner[row])]), 4) if coverage is not None else 0.0
         return SkillMatch(uri=p.uri, label=p.label, skill_type=p.skill_type, score=round(score, 6),
-                          reuse_level=p.reuse_level, matched_label=p.text)
+                          reuse_level=p.reuse_level, matched_label=p.text, lexical=lexical)
 
     def _attach_evidence(
         self, text: str, offset: int, enc: Encoded, i: int, kept: list[tuple[int, float]], matches: list[SkillMatch], top: int,
@@ -352,7 +383,8 @@ class Retriever:
 
     # ------------------------------------------------------------------ search
     def search(self, query: str, k: int = 10) -> list[SkillMatch]:
-        """The k best skills for ``query`` by exact ConTeXT score over every skill (no threshold)."""
+        """The k best skills for ``query`` by exact score over every skill (ConTeXT plus the lexical evidence the
+        index's scorer weighs; no threshold)."""
         import torch
 
         if not query or not query.strip():
@@ -362,9 +394,11 @@ class Retriever:
             raise InputError("k must be >= 1")
         enc = self.encoder.encode([query.strip()], with_offsets=True)
         by_skill, best_row = self.skills.by_skill(score_all(enc.tokens, enc.mask, self.skills.matrix, self.score_config))
+        coverage = self._coverage([query.strip()])
+        by_skill = fuse(by_skill, coverage, self.score_config)
         top = torch.topk(by_skill[0], min(k, by_skill.shape[1]))
         kept = [(int(best_row[0, j]), float(s)) for s, j in zip(top.values, top.indices)]
-        matches = [self._match(r, s) for r, s in kept]
+        matches = [self._match(r, s, coverage[0] if coverage is not None else None) for r, s in kept]
         self._attach_evidence(query.strip(), 0, enc, 0, kept, matches, EVIDENCE_WORDS)
         return matches
 

@@ -19,6 +19,18 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 HOUSE_DEV = SHARED / "bench" / "skillextract_house_validation.jsonl"
 
 
+def exact_scores(r, sentences, enc=None):
+    """The reference the tests hold the pipeline to: every sentence's exact final score against every skill point
+    of ``r``'s index, computed exhaustively (ConTeXT by :func:`jobskills.scoring.score_all`, plus the lexical
+    evidence the index's scorer weighs, each point taking its skill's coverage)."""
+    from jobskills.scoring import fuse, score_all
+
+    enc = enc if enc is not None else r.encoder.encode(list(sentences))
+    coverage = r._coverage(list(sentences))
+    lexical = coverage[:, r.skills.owner] if coverage is not None else None
+    return fuse(score_all(enc.tokens, enc.mask, r.skills.matrix, r.score_config), lexical, r.score_config)
+
+
 def house_rows() -> list[dict]:
     if not HOUSE_DEV.is_file():
         pytest.skip(f"{HOUSE_DEV} not found (../shared must sit beside the project)")

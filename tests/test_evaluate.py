@@ -13,7 +13,7 @@ from jobskills.cli import app
 from jobskills.errors import InputError
 from retriever import evaluate as ev
 from retriever.pipeline import Retriever
-from tests.conftest import HOUSE_DEV, house_rows
+from tests.conftest import HOUSE_DEV, exact_scores, house_rows
 
 
 def test_rp_and_mrr_hand_computed():
@@ -108,7 +108,6 @@ def test_sweep_agrees_with_the_extract_path(memory_index, encoder):
 def test_mrr_matches_brute_force(memory_index, encoder):
     import torch
 
-    from jobskills.scoring import score_all
 
     settings, store = memory_index
     r = Retriever(settings, store=store, encoder=encoder)
@@ -117,8 +116,7 @@ def test_mrr_matches_brute_force(memory_index, encoder):
     uris = [p["uri"] for p in r.skills.payloads]
     rr, rp5 = 0.0, 0.0
     for e in examples:
-        enc = encoder.encode([e.text])
-        order = torch.argsort(score_all(enc.tokens, enc.mask, r.skills.matrix, r.score_config)[0], descending=True)
+        order = torch.argsort(exact_scores(r, [e.text])[0], descending=True)
         ranked = [uris[int(j)] for j in order]
         rr += ev.reciprocal_rank(ranked, e.skills)
         rp5 += ev.rp_at_k(ranked, e.skills, 5)

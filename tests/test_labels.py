@@ -6,9 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from jobskills.scoring import score_all
 from retriever.pipeline import Retriever
-from tests.conftest import house_rows
+from tests.conftest import exact_scores, house_rows
 
 pytestmark = pytest.mark.integration
 
@@ -30,8 +29,7 @@ def expanded(tmp_path_factory, encoder, esco, sample_uris):
 def _truth(r: Retriever, esco, sentences: list[str], t: float) -> list[dict[str, float]]:
     """Per sentence, skill URI -> max exact score over all its labels, computed label by label."""
     out = []
-    enc = r.encoder.encode(sentences)
-    scores = score_all(enc.tokens, enc.mask, r.skills.matrix, r.score_config)
+    scores = exact_scores(r, sentences)
     for row in scores:
         best: dict[str, float] = {}
         for j, p in enumerate(r.skills.payloads):
@@ -86,8 +84,7 @@ def test_evaluation_ranks_skills_not_labels(expanded, encoder):
     examples = [ExtractionExample(row["text"], tuple(row["skills"]), i) for i, row in enumerate(rows)]
     m = ranking_metrics(r, examples)
     # by hand: rank skills by their best label
-    enc = encoder.encode([e.text for e in examples])
-    scores = score_all(enc.tokens, enc.mask, r.skills.matrix, r.score_config)
+    scores = exact_scores(r, [e.text for e in examples])
     owner = r.skills.owner
     rp1 = 0.0
     for i, e in enumerate(examples):

@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from jobskills.errors import IndexNotFoundError, InputError
-from jobskills.scoring import score_all
 from retriever.pipeline import Retriever
-from tests.conftest import house_rows
+from tests.conftest import exact_scores, house_rows
 
 pytestmark = pytest.mark.integration
 
@@ -23,8 +22,7 @@ def retrievers(edge_index, memory_index, encoder):
 
 
 def _exhaustive_above(r: Retriever, sentences: list[str], t: float) -> list[set[str]]:
-    enc = r.encoder.encode(sentences)
-    scores = score_all(enc.tokens, enc.mask, r.skills.matrix, r.score_config)
+    scores = exact_scores(r, sentences)
     return [{r.skills.payloads[int(j)]["uri"] for j in torch.nonzero(row >= t).flatten()} for row in scores]
 
 
@@ -123,8 +121,7 @@ def test_search_is_exact_top_k(retrievers):
     assert len(res) == 15
     scores = [m.score for m in res]
     assert scores == sorted(scores, reverse=True)
-    enc = r.encoder.encode(["manage a team of software developers"])
-    full = score_all(enc.tokens, enc.mask, r.skills.matrix, r.score_config)[0]
+    full = exact_scores(r, ["manage a team of software developers"])[0]
     assert abs(float(full.max()) - scores[0]) < 1e-5
     assert abs(float(full.topk(15).values[-1]) - scores[-1]) < 1e-5
 
@@ -197,8 +194,7 @@ def test_the_bound_is_lossless_over_every_esco_skill(tmp_path_factory, tiny_mode
             "Experience managing musical staff and planning rehearsals.",
             "Fluent German and English; a driving licence is a plus.",
         ]
-        enc = encoder.encode(sentences)
-        scores = score_all(enc.tokens, enc.mask, bound.skills.matrix, bound.score_config)
+        scores = exact_scores(bound, sentences)
         for rank in (len(sentences), 10 * len(sentences), 100 * len(sentences)):  # about 1, 10, 100 skills a sentence
             t = _threshold_between_scores(scores, rank)
             truth = [{bound.skills.payloads[int(j)]["uri"] for j in torch.nonzero(row >= t).flatten()} for row in scores]
