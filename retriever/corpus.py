@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from jobskills.errors import InputError, JobskillsError
+from retriever.contract import EVIDENCE_WORDS
 
 if TYPE_CHECKING:
     from retriever.pipeline import Retriever
@@ -115,7 +116,7 @@ def extract_corpus(
     id_field: str | None = None,
     threshold: float | None = None,
     redundancy: bool = True,
-    evidence_words: int = 3,
+    evidence_words: int = EVIDENCE_WORDS,
     chunk_sentences: int = 256,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
