@@ -1,5 +1,5 @@
-"""What both training commands (``train`` and ``train-titles``) share: the device and precision of a run,
-progress forwarding, and quiet transformers logging."""
+"""What both training commands (``train`` and ``train-titles``) share: the base model folder, the device and
+precision of a run, progress forwarding, and quiet transformers logging."""
 
 from __future__ import annotations
 
@@ -10,11 +10,22 @@ from transformers import TrainerCallback
 
 from jobskills.errors import InputError
 
-__all__ = ["Progress", "ProgressCallback", "quiet", "training_device"]
+__all__ = ["Progress", "ProgressCallback", "base_model", "quiet", "training_device"]
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
+
+
+def base_model(base: str | None, settings: Any) -> str:
+    """The folder to train from: ``--base`` (else the settings' model) in fp32, whatever encoder backend is set.
+
+    Training needs the full-precision weights: a set backend (``--encoder-backend``, env, config) or a quantised
+    variant folder given as ``--base`` goes back to the fp32 source folder, never to a quantised model."""
+    from jobskills.encoder import DEFAULT_BACKEND
+    from jobskills.models import resolve_model
+
+    return resolve_model(base or settings.model, settings.home, DEFAULT_BACKEND)
 
 
 def training_device(requested: str) -> tuple[str, str]:

@@ -30,8 +30,7 @@ from jobskills.config import Settings
 from jobskills.errors import InputError, JobskillsError, TrainError
 from jobskills.esco import Esco, load_esco
 from jobskills.fileio import atomic_write_text
-from jobskills.models import resolve_model
-from trainer.common import Progress, ProgressCallback, quiet, training_device
+from trainer.common import Progress, ProgressCallback, base_model, quiet, training_device
 from trainer.data import title_pairs
 
 __all__ = ["TitleTrainConfig", "build_title_model", "train_titles", "TitleEvaluator", "TITLE_ROUTE", "SKILLS_ROUTE"]
@@ -145,7 +144,7 @@ def train_titles(settings: Settings, cfg: TitleTrainConfig, progress: Progress |
     if not esco.occupations:
         raise InputError("this taxonomy has no occupations to train a title encoder on")
     device, precision = training_device(cfg.device)
-    base = Encoder(resolve_model(cfg.base, settings.home) if cfg.base else settings.model_path, device=device)
+    base = Encoder(base_model(cfg.base, settings), device=device)  # fp32 whatever the backend
     out = Path(cfg.out).expanduser() if cfg.out else Path(settings.home) / "models" / (
         f"{Path(base.path).name}-titles-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}")
     if out.exists() and any(out.iterdir()):

@@ -35,10 +35,9 @@ from jobskills.esco import Esco, load_esco
 from jobskills.evaluation import Ranker
 from jobskills.fileio import atomic_write_text
 from jobskills.modelconfig import ModelConfig, load_model_config, save_model_config
-from jobskills.models import resolve_model
 from jobskills.scoring import SCORER_VERSION, ScoreConfig
 from jobskills.taxonomy import DEFAULT_TAXONOMY
-from trainer.common import Progress, ProgressCallback, quiet, training_device
+from trainer.common import Progress, ProgressCallback, base_model, quiet, training_device
 from trainer.data import MAX_LABELS, Row, augment, data_fingerprint, esco_pairs, expand, load_pairs, mix_report
 
 __all__ = ["TrainConfig", "TrainReport", "train", "build_dataset", "RankingEvaluator", "reindex"]
@@ -210,7 +209,7 @@ def train(settings: Settings, cfg: TrainConfig, progress: Progress | None = None
     from trainer.loss import ContextLossConfig, ContextMatchLoss
 
     esco = esco or load_esco()
-    base = resolve_model(cfg.base, settings.home) if cfg.base else settings.model_path
+    base = base_model(cfg.base, settings)  # fp32 whatever the backend: training never starts from int8
     device, precision = training_device(cfg.device)
     encoder = Encoder(base, device=device)
     base_cfg = load_model_config(encoder.path, encoder.fingerprint, settings.home, esco.name)
