@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from jobskills.cli_common import (
-    DeviceOpt, EngineOpt, HomeOpt, IndexThresholdOpt, JsonOpt, ModelOpt, TaxonomyOpt, emit_json, err, handle_errors,
+    DeviceOpt, EncoderBackendOpt, EngineOpt, HomeOpt, IndexThresholdOpt, JsonOpt, ModelOpt, TaxonomyOpt, emit_json, err, handle_errors,
     progress_bar, settings_from,
 )
 from jobskills.fileio import disk_usage
@@ -20,6 +20,7 @@ def index(
     home: HomeOpt = None,
     engine: EngineOpt = None,
     device: DeviceOpt = None,
+    encoder_backend: EncoderBackendOpt = None,
     threshold: IndexThresholdOpt = None,
     only: Annotated[Optional[str], typer.Option("--only", help="Build only 'skills' or 'titles'.")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Index only the first N skills / occupations (quick trials).")] = None,
@@ -36,7 +37,8 @@ def index(
     from jobskills.store import KINDS, open_store
     from jobskills.taxonomy import DEFAULT_TAXONOMY, load_taxonomy, skills_kind
 
-    settings = settings_from(model=model, home=home, engine=engine, device=device, title_model=title_model)
+    settings = settings_from(model=model, home=home, engine=engine, device=device, encoder_backend=encoder_backend,
+                             title_model=title_model)
     custom = taxonomy not in (None, DEFAULT_TAXONOMY)
     kinds = (("skills",) if custom else KINDS) if only is None else (only,)
     if only is not None and only not in KINDS:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from jobskills.cli_common import (
-    DeviceOpt, EngineOpt, HomeOpt, JsonOpt, ModelOpt, TaxonomyOpt, ThresholdOpt, emit_json, handle_errors, progress_bar, settings_from,
+    DeviceOpt, EncoderBackendOpt, EngineOpt, HomeOpt, JsonOpt, ModelOpt, TaxonomyOpt, ThresholdOpt, emit_json, handle_errors, progress_bar, settings_from,
 )
 from jobskills.errors import InputError
 from jobskills.threshold import SWEEP
@@ -20,13 +20,14 @@ KOpt = Annotated[int, typer.Option("-k", "--top", min=1, max=1000, help="How man
 
 
 def _open(model: str | None, home: Path | None, engine: str | None, device: str | None, threshold: float | None = None,
-          candidates: str = "bound", taxonomy: str | None = None) -> Any:
+          candidates: str = "bound", taxonomy: str | None = None, encoder_backend: str | None = None) -> Any:
     from jobskills.taxonomy import check_taxonomy_name
     from retriever.pipeline import Retriever
 
     check_taxonomy_name(taxonomy)  # before the store or the model is touched
 
-    return Retriever(settings_from(model=model, home=home, engine=engine, device=device, threshold=threshold),
+    return Retriever(settings_from(model=model, home=home, engine=engine, device=device, threshold=threshold,
+                                   encoder_backend=encoder_backend),
                      candidates=candidates, taxonomy=taxonomy)
 
 
@@ -99,6 +100,7 @@ def extract(
     home: HomeOpt = None,
     engine: EngineOpt = None,
     device: DeviceOpt = None,
+    encoder_backend: EncoderBackendOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """ESCO skills required by a text, per sentence, with scores and the words that carried them.
@@ -108,7 +110,7 @@ def extract(
         _need_corpus_files(file, out)
         from retriever.corpus import extract_corpus
 
-        with _open(model, home, engine, device, threshold, candidates, taxonomy) as r, progress_bar(not json_out) as update:
+        with _open(model, home, engine, device, threshold, candidates, taxonomy, encoder_backend=encoder_backend) as r, progress_bar(not json_out) as update:
             stats = extract_corpus(r, file, out, text_field or "text", id_field, redundancy=not no_redundancy,  # type: ignore[arg-type]
                                    evidence_words=evidence, progress=update)
         _report_corpus(stats, json_out)
@@ -117,7 +119,7 @@ def extract(
     if not body.strip():
         raise InputError("the text is empty; give a sentence or a job ad")
     require_words(body)  # before the model loads
-    with _open(model, home, engine, device, threshold, candidates, taxonomy) as r:
+    with _open(model, home, engine, device, threshold, candidates, taxonomy, encoder_backend=encoder_backend) as r:
         results = r.extract(body, redundancy=not no_redundancy, evidence_words=evidence)
         prov = r.provenance()
     if json_out:
@@ -143,10 +145,11 @@ def search(
     home: HomeOpt = None,
     engine: EngineOpt = None,
     device: DeviceOpt = None,
+    encoder_backend: EncoderBackendOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Rank all skills of the taxonomy for a query by exact ConTeXT score (no threshold)."""
-    with _open(model, home, engine, device, taxonomy=taxonomy) as r:
+    with _open(model, home, engine, device, taxonomy=taxonomy, encoder_backend=encoder_backend) as r:
         matches = r.search(query, k)
         prov = r.provenance()
     if json_out:
@@ -165,6 +168,7 @@ def titles(
     home: HomeOpt = None,
     engine: EngineOpt = None,
     device: DeviceOpt = None,
+    encoder_backend: EncoderBackendOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Nearest ESCO occupations for a job title, with the ESCO title that matched, the ISCO group and the evidence
@@ -172,7 +176,7 @@ def titles(
     if not query.strip():
         raise InputError("the job title is empty")
     require_words(query, "the job title")  # emoji alone once got confident hits; extract refuses them too
-    with _open(model, home, engine, device) as r:
+    with _open(model, home, engine, device, encoder_backend=encoder_backend) as r:
         from retriever.titles import DEFAULT_TITLE_METHOD
 
         method = method or DEFAULT_TITLE_METHOD
@@ -210,6 +214,7 @@ def evaluate(
     home: HomeOpt = None,
     engine: EngineOpt = None,
     device: DeviceOpt = None,
+    encoder_backend: EncoderBackendOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Measure the index on a benchmark: RP@K, MRR, P/R/F1, redundancy, candidate recall, speed (or title accuracy)."""
@@ -218,7 +223,7 @@ def evaluate(
 
     check_taxonomy_name(taxonomy)
     kind = ev.bench_kind(bench)
-    with _open(model, home, engine, device, threshold, candidates, taxonomy) as r:
+    with _open(model, home, engine, device, threshold, candidates, taxonomy, encoder_backend=encoder_backend) as r:
         warnings = []
         if kind == "extraction":
             examples = _subset(ev.load_extraction_bench(bench, r.skills.row_of_uri), limit, sample)
@@ -267,6 +272,7 @@ def calibrate(
     home: HomeOpt = None,
     engine: EngineOpt = None,
     device: DeviceOpt = None,
+    encoder_backend: EncoderBackendOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Sweep the threshold, keep the best F1 (redundancy filter on), store it with the index and the model."""
@@ -277,7 +283,7 @@ def calibrate(
     check_taxonomy_name(taxonomy)
     if ev.bench_kind(dev) != "extraction":
         raise InputError(f"{dev} is not a skill-extraction benchmark ({{text, skills}} lines)")
-    with _open(model, home, engine, device, taxonomy=taxonomy) as r:
+    with _open(model, home, engine, device, taxonomy=taxonomy, encoder_backend=encoder_backend) as r:
         examples = ev.load_extraction_bench(dev, r.skills.row_of_uri)
         previous = r.threshold
         curve, best = sweep_thresholds(r, examples, lo, hi, step)
@@ -312,6 +318,7 @@ def analyse(
     home: HomeOpt = None,
     engine: EngineOpt = None,
     device: DeviceOpt = None,
+    encoder_backend: EncoderBackendOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """A whole ad: its skills (deduplicated), likely ESCO occupations from title and skills, expected skills it omits.
@@ -321,7 +328,7 @@ def analyse(
 
     if out is not None or text_field is not None or title_field is not None or summary is not None:
         _need_corpus_files(file, out)
-        with _open(model, home, engine, device, threshold) as r, progress_bar(not json_out) as update:
+        with _open(model, home, engine, device, threshold, encoder_backend=encoder_backend) as r, progress_bar(not json_out) as update:
             stats = analyse_corpus(r, file, out, text_field or "text", title_field, id_field, k=k, progress=update,
                                    summary=summary)
         _report_corpus(stats, json_out)
@@ -330,7 +337,7 @@ def analyse(
     if not body.strip():
         raise InputError("the ad is empty")
     require_words(body, "the ad")
-    with _open(model, home, engine, device, threshold) as r, progress_bar(not json_out) as update:
+    with _open(model, home, engine, device, threshold, encoder_backend=encoder_backend) as r, progress_bar(not json_out) as update:
         result = analyse_ad(r, body, title=title, k=k, progress=update)
     if json_out:
         emit_json(result.to_dict())
@@ -361,6 +368,7 @@ def serve(
     home: HomeOpt = None,
     engine: EngineOpt = None,
     device: DeviceOpt = None,
+    encoder_backend: EncoderBackendOpt = None,
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs): /extract, /analyse, /search, /titles, /healthz, /info.
     JOBSKILLS_API_KEY turns on the API key; JOBSKILLS_RELOAD_S sets how often it looks for a new index."""
@@ -371,7 +379,7 @@ def serve(
     from retriever.api import create_app
     from retriever.pipeline import Retriever
 
-    settings = settings_from(model=model, home=home, engine=engine, device=device)
+    settings = settings_from(model=model, home=home, engine=engine, device=device, encoder_backend=encoder_backend)
     r = Retriever(settings)  # load before binding: a bad index or model fails here, with one line
     if workers == 1:
         try:
@@ -382,7 +390,7 @@ def serve(
     r.close()
     # each worker process builds its app from the environment: hand it the settings resolved here
     for key, var in (("home", "JOBSKILLS_HOME"), ("model", "JOBSKILLS_MODEL"), ("engine", "JOBSKILLS_ENGINE"),
-                     ("device", "JOBSKILLS_DEVICE")):
+                     ("device", "JOBSKILLS_DEVICE"), ("encoder_backend", "JOBSKILLS_ENCODER_BACKEND")):
         value = getattr(settings, key)
         if value is not None:
             os.environ[var] = str(value)

@@ -41,11 +41,19 @@ logger = logging.getLogger(__name__)
 
 def _model_for(settings: Settings, manifest: Manifest) -> str:
     """The model to query with: the one set explicitly (``--model``, env, config file), else the one the live
-    index was built with when its folder exists (after ``jobskills train`` that is the new model), else the default."""
+    index was built with when its folder exists (after ``jobskills train`` that is the new model), else the default.
+
+    An explicitly set encoder backend counts as explicit too: it is applied to the index's model folder rather
+    than silently replaced by the backend that folder carries, so ``--encoder-backend int8`` against an fp32
+    index fails the fingerprint check with a clear :class:`~jobskills.errors.IndexMismatchError` instead of answering in fp32."""
     if settings.model:
         return settings.model_path
     built_with = manifest.model_path
     if built_with and Path(built_with).is_dir():
+        if settings.encoder_backend is not None:
+            from jobskills.models import backend_variant
+
+            return backend_variant(str(built_with), settings.home, settings.encoder_backend)
         return str(built_with)
     return settings.model_path
 

@@ -131,3 +131,87 @@ def test_an_int8_index_answers_its_own_backend(tiny_indexes, int8):
     r = Retriever(settings, store=store, encoder=int8)
     (res,) = r.extract_sentences([TEXTS[0]], threshold=-1.0)
     assert res.skills  # every skill clears a threshold of -1: the int8 index is queried end to end
+
+
+# --- the --encoder-backend option on the CLI, and the trainer's base ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cli_homes(tmp_path_factory, tiny_model_path):
+    """Two small homes built by `jobskills index` with the tiny model: one in fp32 and one with --encoder-backend int8."""
+    from typer.testing import CliRunner
+
+    from jobskills.cli import app
+
+    homes = {}
+    for backend in ("fp32", "int8"):
+        home = tmp_path_factory.mktemp(f"cli-{backend}")
+        res = CliRunner().invoke(app, ["index", "--home", str(home), "--model", tiny_model_path, "--encoder-backend", backend,
+                                       "--only", "skills", "--limit", "8", "--json"])
+        assert res.exit_code == 0, res.output
+        homes[backend] = home
+    return homes
+
+
+def _lines(output: str) -> list[str]:
+    return [ln for ln in output.splitlines() if ln.strip()]
+
+
+@pytest.mark.parametrize("built,asked", [("fp32", "int8"), ("int8", "fp32"), ("fp32", "int8-mixed")])
+def test_cli_an_explicit_backend_against_an_index_of_another_fails_with_one_line(cli_homes, built, asked):
+    """Issue 18.3: with no --model the query follows the index's model folder, but an explicit backend is applied
+    to that folder instead of being replaced by the index's: int8 against an fp32 index is refused, not run in fp32."""
+    from typer.testing import CliRunner
+
+    from jobskills.cli import app
+
+    res = CliRunner().invoke(app, ["extract", "--home", str(cli_homes[built]), "--encoder-backend", asked, "Python and SQL"])
+    assert res.exit_code == 1, res.output
+    (line,) = _lines(res.output)
+    assert line.startswith("error:") and "fingerprint" in line and "jobskills index" in line
+    assert ("+" + asked in line) if asked != "fp32" else ("+int8" in line)  # the loaded encoder vs the index's
+
+
+@pytest.mark.parametrize("built", ["fp32", "int8"])
+def test_cli_the_index_backend_answers_given_or_followed(cli_homes, built):
+    from typer.testing import CliRunner
+
+    from jobskills.cli import app
+
+    runner = CliRunner()
+    for extra in ([], ["--encoder-backend", built]):  # followed from the index's folder, or named: the same encoder
+        res = runner.invoke(app, ["extract", "--home", str(cli_homes[built]), *extra, "--json", "-t", "-1", "Python and SQL"])
+        assert res.exit_code == 0, res.output
+        model = json.loads(res.stdout)["provenance"]["model"]
+        assert model.endswith("+int8") == (built == "int8"), model
+
+
+@pytest.mark.parametrize("command", [["index"], ["extract", "Python and SQL"], ["search", "python"], ["titles", "chef"],
+                                     ["analyse", "We need a chef who can cook."]])
+def test_cli_an_unknown_backend_fails_before_a_model_loads(tmp_path, command):
+    from typer.testing import CliRunner
+
+    from jobskills.cli import app
+
+    # a model that does not exist: had it been loaded first, the error would name the folder instead
+    res = CliRunner().invoke(app, [*command, "--home", str(tmp_path), "--model", "/nonexistent/model", "--encoder-backend", "bogus"])
+    assert res.exit_code == 1, res.output
+    (line,) = _lines(res.output)
+    assert "unknown encoder backend 'bogus'" in line and "fp32, int8" in line and "/nonexistent" not in line
+
+
+def test_the_trainer_starts_from_fp32_whatever_the_backend(tiny_model_path, tmp_path):
+    """A set backend must never hand training a quantised model: the base resolves to the fp32 source folder."""
+    from jobskills.config import load_settings
+    from trainer.common import base_model
+
+    fp32_dir = Path(tiny_model_path).resolve()
+    for backend in ("int8", "int8-mixed"):
+        settings = load_settings({"home": tmp_path, "model": tiny_model_path, "encoder_backend": backend}, env={})
+        variant = Path(settings.model_path)
+        assert json.loads((variant / BACKEND_FILE).read_text())["backend"] == backend  # what a query would load
+        assert Path(base_model(None, settings)).resolve() == fp32_dir  # the model the settings name, in fp32
+        assert Path(base_model(str(variant), settings)).resolve() == fp32_dir  # --base a variant folder: its source
+        plain = load_settings({"home": tmp_path, "encoder_backend": backend}, env={})
+        assert Path(base_model(tiny_model_path, plain)).resolve() == fp32_dir  # --base given, backend set
+    assert not (fp32_dir / BACKEND_FILE).exists()
