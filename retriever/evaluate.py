@@ -87,7 +87,8 @@ def evaluate_extraction(
         candidates=sum(res.candidates for res in unfiltered),
         labels=labels, ancestors=skill_ancestors(load_esco().broader), threshold=t, seconds=seconds,
         ranking_method=f"exact ConTeXT over all {len(r.skills)} indexed skills"
-                       + (f" (best of {r.skills.n_rows} label points)" if r.skills.expanded else ""),
+                       + (f" (best of {r.skills.n_rows} label points)" if r.skills.expanded else "")
+                       + (f" plus {r.score_config.lexical:g} x label-word coverage" if r.score_config.lexical else ""),
     )
     if dump is not None:
         predicted = [[{"uri": m.uri, "label": m.label, "score": m.score} for m in res.skills] for res in results]

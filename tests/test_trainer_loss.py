@@ -7,7 +7,28 @@ import copy
 import pytest
 import torch
 
-from trainer.loss import ContextLossConfig, cached_backward, context_loss, embed
+from trainer.loss import ContextLossConfig, ContextMatchLoss, context_loss, ids_to_labels
+
+
+def _features(model, texts):
+    return model.preprocess(list(texts))
+
+
+def embed(model, texts):
+    """Token embeddings (padding zeroed), mask and pooled embeddings: the uncached reference's inputs."""
+    out = model(_features(model, texts))
+    mask = out["attention_mask"].bool()
+    return {"tokens": out["token_embeddings"].masked_fill(~mask.unsqueeze(-1), 0.0), "mask": mask,
+            "pooled": out["sentence_embedding"]}
+
+
+def cached_backward(model, sentences, skill_labels, skill_ids, cfg, mini_batch_size=32) -> float:
+    """One GradCache step outside the trainer, through the trainer's own ContextMatchLoss: accumulates the
+    parameter gradients into ``model`` and returns the loss."""
+    features = [_features(model, sentences), _features(model, skill_labels)]
+    loss = ContextMatchLoss(model, cfg, mini_batch_size=mini_batch_size)(features, ids_to_labels(skill_ids))
+    loss.backward()
+    return float(loss.detach())
 
 
 @pytest.fixture(scope="module")

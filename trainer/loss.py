@@ -22,7 +22,7 @@ from torch import Tensor
 
 from jobskills.scoring import ScoreConfig, score_all
 
-__all__ = ["ContextLossConfig", "context_loss", "masked_logits", "ids_to_labels", "embed", "cached_backward", "ContextMatchLoss"]
+__all__ = ["ContextLossConfig", "context_loss", "masked_logits", "ids_to_labels", "ContextMatchLoss"]
 
 
 @dataclass(frozen=True)
@@ -85,36 +85,9 @@ def _features(model: Any, texts: Sequence[str]) -> dict[str, Any]:
     return {k: (v.to(device) if hasattr(v, "to") else v) for k, v in model.preprocess(list(texts)).items()}
 
 
-def embed(model: Any, texts: Sequence[str]) -> dict[str, Tensor]:
-    """Token embeddings, mask and pooled embeddings of ``texts`` through a sentence-transformers model."""
-    tokens, mask, pooled = _outputs(model, _features(model, texts))
-    return {"tokens": tokens, "mask": mask, "pooled": pooled}
-
-
 def _pad(chunks: list[Tensor], length: int) -> Tensor:
     return torch.cat([torch.nn.functional.pad(c, (0, 0, 0, length - c.shape[1])) if c.dim() == 3
                       else torch.nn.functional.pad(c, (0, length - c.shape[1])) for c in chunks])
-
-
-def cached_backward(
-    model: Any,
-    sentences: Sequence[str],
-    skill_labels: Sequence[str],
-    skill_ids: Sequence[str],
-    cfg: ContextLossConfig,
-    mini_batch_size: int = 32,
-) -> float:
-    """One GradCache step outside the trainer, through :class:`ContextMatchLoss`: accumulates parameter
-    gradients of :func:`context_loss` into ``model`` and returns the loss.
-
-    Memory is bounded by ``mini_batch_size`` whatever the batch size; dropout is replayed with the same RNG
-    state in the second pass, so the result equals the uncached gradient.
-    """
-    features = [_features(model, sentences), _features(model, skill_labels)]
-    labels = ids_to_labels(skill_ids).to(next(model.parameters()).device)
-    loss = ContextMatchLoss(model, cfg, mini_batch_size=mini_batch_size)(features, labels)
-    loss.backward()
-    return float(loss.detach())
 
 
 class _RngState:
