@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,15 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 HOUSE_DEV = SHARED / "bench" / "skillextract_house_validation.jsonl"
+
+
+@dataclass(frozen=True)
+class EncoderMeta:
+    """What check_manifest reads of an encoder (the manifest tests need no model)."""
+
+    name: str = "jobskills-minilm"
+    fingerprint: str = "fp-model"
+    dim: int = 384
 
 
 def exact_scores(r, sentences, enc=None):

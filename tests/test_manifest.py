@@ -3,8 +3,6 @@ that says what to run (before, only the fingerprint branch was tested)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
 from jobskills.errors import IndexMismatchError
@@ -12,15 +10,7 @@ from jobskills.esco import ESCO_VERSION
 from jobskills.scoring import SCORER_VERSION
 from jobskills.taxonomy import DEFAULT_TAXONOMY
 from jobskills.schema import check_manifest
-
-
-@dataclass(frozen=True)
-class _Model:
-    """What check_manifest reads of an encoder."""
-
-    name: str = "jobskills-minilm"
-    fingerprint: str = "fp-model"
-    dim: int = 384
+from tests.conftest import EncoderMeta
 
 
 def _manifest(**changes: object) -> dict:
@@ -30,12 +20,12 @@ def _manifest(**changes: object) -> dict:
 
 
 def test_an_index_built_for_this_model_passes():
-    check_manifest(_manifest(), _Model())
-    check_manifest(_manifest(), _Model(), DEFAULT_TAXONOMY)
-    check_manifest(_manifest(taxonomy="esco"), _Model(), DEFAULT_TAXONOMY)  # 0.1 manifests said "esco"
+    check_manifest(_manifest(), EncoderMeta())
+    check_manifest(_manifest(), EncoderMeta(), DEFAULT_TAXONOMY)
+    check_manifest(_manifest(taxonomy="esco"), EncoderMeta(), DEFAULT_TAXONOMY)  # 0.1 manifests said "esco"
     # a custom taxonomy carries no ESCO version; a titles index belongs to no skill taxonomy
-    check_manifest(_manifest(taxonomy="it-skills", esco_version=None), _Model(), "it-skills")
-    check_manifest(_manifest(kind="titles"), _Model(), "it-skills")
+    check_manifest(_manifest(taxonomy="it-skills", esco_version=None), EncoderMeta(), "it-skills")
+    check_manifest(_manifest(kind="titles"), EncoderMeta(), "it-skills")
 
 
 @pytest.mark.parametrize(
@@ -56,11 +46,11 @@ def test_an_index_built_for_this_model_passes():
 )
 def test_each_mismatch_is_refused_in_one_line(changes, taxonomy, message):
     with pytest.raises(IndexMismatchError) as caught:
-        check_manifest(_manifest(**changes), _Model(), taxonomy)
+        check_manifest(_manifest(**changes), EncoderMeta(), taxonomy)
     text = str(caught.value)
     assert message in text and "\n" not in text
 
 
 def test_a_model_of_another_width_is_refused_even_with_the_same_fingerprint():
     with pytest.raises(IndexMismatchError, match="384-d vectors but the model gives 32-d"):
-        check_manifest(_manifest(), _Model(dim=32))
+        check_manifest(_manifest(), EncoderMeta(dim=32))

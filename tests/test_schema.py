@@ -3,8 +3,6 @@ indexes already hold, and older manifests still open."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
 from jobskills.errors import IndexMismatchError
@@ -12,6 +10,7 @@ from jobskills.esco import ESCO_VERSION
 from jobskills.schema import Manifest, SkillPayload, TitlePayload, check_manifest, skill_points, title_points
 from jobskills.scoring import SCORER_VERSION
 from jobskills.taxonomy import DEFAULT_TAXONOMY
+from tests.conftest import EncoderMeta
 
 #: the keys every build wrote before the schema existed, in the order it wrote them
 MANIFEST_KEYS = [
@@ -20,13 +19,6 @@ MANIFEST_KEYS = [
     "threshold_source", "count", "limit", "subset", "labels", "model_training", "skills", "created_at",
     "jobskills_version", "engine",
 ]
-
-
-@dataclass(frozen=True)
-class _Model:
-    name: str = "jobskills-minilm"
-    fingerprint: str = "fp-model"
-    dim: int = 384
 
 
 def _current(**changes: object) -> dict:
@@ -103,8 +95,8 @@ def test_a_manifest_from_an_older_index_still_loads():
     assert m.built_for == DEFAULT_TAXONOMY and m.taxonomy is None
     assert m.labels is None and m.subset is False and m.threshold_source is None and m.schema_of_titles == 1
     assert m.lexical is None and m.extra == {}
-    check_manifest(old, _Model(), DEFAULT_TAXONOMY)
-    check_manifest(m, _Model())
+    check_manifest(old, EncoderMeta(), DEFAULT_TAXONOMY)
+    check_manifest(m, EncoderMeta())
     assert Manifest.from_dict({**old, "taxonomy": "esco"}).built_for == DEFAULT_TAXONOMY
 
 
@@ -116,7 +108,7 @@ def test_a_manifest_from_an_older_index_still_loads():
 ])
 def test_a_mismatch_raises_the_typed_error(changes, taxonomy, message):
     with pytest.raises(IndexMismatchError) as caught:
-        check_manifest(Manifest.from_dict(_current(**changes)), _Model(), taxonomy)
+        check_manifest(Manifest.from_dict(_current(**changes)), EncoderMeta(), taxonomy)
     assert message in str(caught.value)
 
 
