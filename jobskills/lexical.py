@@ -29,10 +29,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 if TYPE_CHECKING:
     from torch import Tensor
 
-__all__ = ["BM25", "Bm25Settings", "SparseVec", "Bm25Encoder", "LEXICON_VERSION", "words", "LabelLexicon"]
-
-#: Changes whenever the tokenisation or the coverage formula changes; recorded in the scorer settings' users.
-LEXICON_VERSION = "labelcover-1"
+__all__ = ["BM25", "Bm25Settings", "SparseVec", "Bm25Encoder", "words", "LabelLexicon"]
 
 # A word: starts with a letter or digit, may hold + and # ("c++", "c#") and inner dots ("node.js", "asp.net").
 _WORD = re.compile(r"[^\W_](?:[\w+#]|\.(?=[^\W_]))*")
@@ -96,11 +93,6 @@ class LabelLexicon:
         self._label = torch.tensor([li for e in entries for li, _ in e], dtype=torch.long)
         self._weight = torch.tensor([wt for e in entries for _, wt in e], dtype=torch.float32)
         self._owner = torch.tensor([row for row, _ in labels], dtype=torch.long)
-        self._label_words = [ws for _, ws in labels]
-        self._idf = idf
-        self._labels_of: list[list[int]] = [[] for _ in skill_labels]
-        for li, (row, _) in enumerate(labels):
-            self._labels_of[row].append(li)
         self.n_skills = len(skill_labels)
         self.n_labels = n
 
@@ -127,9 +119,7 @@ class LabelLexicon:
         if not len(word):
             return out
         start, length = self._crow[word], self._crow[word + 1] - self._crow[word]
-        total = int(length.sum())
-        if not total:
-            return out
+        total = int(length.sum())  # > 0: every vocabulary word is in some label
         # every (sentence, label entry) pair of the batch, without a Python loop over entries
         pair_sent = torch.repeat_interleave(sent, length)
         offset = torch.arange(total) - torch.repeat_interleave(torch.cumsum(length, 0) - length, length)
@@ -143,18 +133,6 @@ class LabelLexicon:
             warnings.simplefilter("ignore")  # index_reduce is marked beta (as in jobskills.scoring)
             out.view(-1).index_reduce_(0, rows * self.n_skills + skills, per_label.clamp(max=1.0), "amax")
         return out
-
-    def matched(self, text: str, skill_row: int) -> list[str]:
-        """The words of ``text`` found in the skill's best-covered label: what the lexical evidence rests on."""
-        present = set(words(text))
-        best: tuple[float, list[str]] = (0.0, [])
-        for li in self._labels_of[skill_row]:
-            ws = self._label_words[li]
-            hit = [w for w in ws if w in present]
-            share = sum(self._idf[w] for w in hit) / sum(self._idf[w] for w in ws)
-            if hit and share > best[0]:
-                best = (share, hit)
-        return best[1]
 
 
 #: The sparse vector's name on a title point.

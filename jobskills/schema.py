@@ -150,8 +150,8 @@ def skill_points(
         out.extend(
             (t, SkillPayload(uri=s.uri, label=s.label, text=t, skill_type=s.skill_type, reuse_level=s.reuse_level,
                              level2=tuple(g.uri for g in s.level2), level2_labels=tuple(g.label for g in s.level2),
-                             taxonomy=esco.name, alt_labels=alts if t is texts[0] else ()))
-            for t in texts
+                             taxonomy=esco.name, alt_labels=alts if k == 0 else ()))
+            for k, t in enumerate(texts)
         )
     return out
 

@@ -38,9 +38,6 @@ def test_coverage_is_the_idf_weighted_share_of_the_best_label():
     idf = lambda df: math.log(1 + n / (1 + df))  # noqa: E731
     partial = lex.coverage(["Good management skills."])[0, 3].item()
     assert partial == pytest.approx(idf(2) / (idf(1) + idf(2)), abs=1e-6)
-    assert lex.matched("Good management skills.", 3) == ["management"]
-    assert lex.matched("Good management skills.", 1) == ["management"]
-    assert lex.matched("Good management skills.", 0) == []
 
 
 def test_fusion_and_the_candidate_floor_keep_the_bound_lossless():
