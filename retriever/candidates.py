@@ -3,8 +3,8 @@
 Each stage is a small class; :data:`STAGES` names them (the ``--candidates`` option, ``Retriever(candidates=)``)
 and :func:`candidate_stage` builds one. All answer the same question, per sentence of an encoded batch: the
 rows of the in-memory skill table (:class:`retriever.skills.SkillTable`) worth scoring exactly at threshold ``t``.
-With lexical evidence, ``boost`` (per sentence and row: lambda times the row's label-word coverage) lowers the
-bar a row's exact score must reach to ``t - boost`` (:func:`jobskills.scoring.candidate_floor`).
+With lexical evidence, ``floor`` (per sentence and row, :func:`jobskills.scoring.candidate_floor`:
+``t - lambda * coverage``) is the lower bar a row's exact score must reach; ``None`` means ``t`` everywhere.
 
 - ``bound`` (the default, lossless): the ConTeXT score never exceeds ``max_j cos(x_j, s)``
   (:func:`jobskills.scoring.token_bound`), so every skill some token reaches with cosine >= ``t`` is scored
@@ -47,7 +47,7 @@ class CandidateStage:
         self.skills = skills
         self.store = store
 
-    def rows(self, enc: "Encoded", t: float, boost: Any = None) -> list[np.ndarray]:
+    def rows(self, enc: "Encoded", t: float, floor: Any = None) -> list[np.ndarray]:
         raise NotImplementedError
 
 
@@ -56,7 +56,7 @@ class Exhaustive(CandidateStage):
 
     name = "exhaustive"
 
-    def rows(self, enc: "Encoded", t: float, boost: Any = None) -> list[np.ndarray]:
+    def rows(self, enc: "Encoded", t: float, floor: Any = None) -> list[np.ndarray]:
         return [np.arange(self.skills.n_rows)] * len(enc)
 
 
@@ -71,15 +71,13 @@ class Bound(CandidateStage):
 
         return torch.float32, self.skills.unit
 
-    def rows(self, enc: "Encoded", t: float, boost: Any = None) -> list[np.ndarray]:
+    def rows(self, enc: "Encoded", t: float, floor: Any = None) -> list[np.ndarray]:
         import torch
 
         dtype, unit = self._unit()
         bound = token_bound(enc.tokens, enc.mask, self.skills.matrix, dtype=dtype, skills_unit=unit)
-        cut = t - self.margin
-        if boost is not None:  # the bound plus the row's lexical boost must reach t
-            bound = bound + boost
-        return [torch.nonzero(bound[i] >= cut).flatten().numpy() for i in range(len(enc))]
+        keep = bound >= (t if floor is None else floor) - self.margin
+        return [torch.nonzero(keep[i]).flatten().numpy() for i in range(len(enc))]
 
 
 class BoundBf16(Bound):
@@ -99,15 +97,15 @@ class BoundBf16(Bound):
 class _PerSentence(CandidateStage):
     """Stages that ask the store, one sentence at a time; points come back as ids, mapped to table rows."""
 
-    def rows(self, enc: "Encoded", t: float, boost: Any = None) -> list[np.ndarray]:
+    def rows(self, enc: "Encoded", t: float, floor: Any = None) -> list[np.ndarray]:
         import torch
 
         out = []
         for i in range(len(enc)):
             ids = self.point_ids(enc.token_rows(i).cpu().numpy(), t)
             rows = {self.skills.row_of[p] for p in ids}
-            if boost is not None:  # the store searches at t; rows with lexical evidence are scored as well
-                rows.update(torch.nonzero(boost[i] > 0).flatten().tolist())
+            if floor is not None:  # the store searches at t; rows with lexical evidence (a lower bar) are scored too
+                rows.update(torch.nonzero(floor[i] < t).flatten().tolist())
             out.append(np.asarray(sorted(rows), dtype=np.int64))
         return out
 

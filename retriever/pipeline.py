@@ -276,11 +276,11 @@ class Retriever:
 
     def _candidates(self, enc: Encoded, t: float, coverage: Any = None) -> list[np.ndarray]:
         """Row indices into the skill table to score exactly, per sentence (the candidate stage's answer). With
-        lexical evidence a row's exact score needs only reach ``t - lambda * coverage`` (its ``boost``)."""
-        boost = None
-        if coverage is not None:  # per row (label point): its skill's lambda * coverage
-            boost = t - candidate_floor(t, coverage[:, self.skills.owner], self.score_config)
-        return self.stage.rows(enc, t, boost)
+        lexical evidence a row's exact score needs only reach ``t - lambda * coverage`` (its floor)."""
+        floor = None
+        if coverage is not None:  # per row (label point): its skill's coverage
+            floor = candidate_floor(t, coverage[:, self.skills.owner], self.score_config)
+        return self.stage.rows(enc, t, floor)
 
     def _rerank(
         self,

@@ -71,10 +71,10 @@ def _same(got, want, where: str) -> None:
     place of the other must have its score."""
     assert len(got) == len(want), where
     for gs, ws in zip(got, want):
-        only_got = sorted(s for u, s, _ in gs if u not in {w[0] for w in ws})
-        only_want = sorted(s for u, s, _ in ws if u not in {g[0] for g in gs})
-        assert len(only_got) == len(only_want) and all(abs(a - b) < 2e-6 for a, b in zip(only_got, only_want)), where
-        twins = {g[0]: w[0] for g, w in zip([g for g in gs if g[1] in only_got], [w for w in ws if w[1] in only_want])}
+        only_got = sorted((g for g in gs if g[0] not in {w[0] for w in ws}), key=lambda m: m[1])
+        only_want = sorted((w for w in ws if w[0] not in {g[0] for g in gs}), key=lambda m: m[1])
+        assert len(only_got) == len(only_want) and all(abs(a[1] - b[1]) < 2e-6 for a, b in zip(only_got, only_want)), where
+        twins = {a[0]: b[0] for a, b in zip(only_got, only_want)}
         by_uri = {u: (s, ev) for u, s, ev in ws}
         by_uri.update({g: by_uri[w] for g, w in twins.items()})
         for k, (u, s, ev) in enumerate(gs):
