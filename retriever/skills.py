@@ -39,6 +39,7 @@ class SkillVectors:
         self.matrix = matrix
         self.unit = matrix / matrix.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         self.unit_bf16: Any = None  # made on first use by the bf16 candidate stage
+        self.low_rank: Any = None  # the bound stage's screen (jobskills.scoring.LowRankBound), fitted on first use
         self.payloads = list(payloads)
         self.skill_of_uri: dict[str, int] = {}
         self.first_row: list[int] = []  # per skill, its first row (the preferred label)

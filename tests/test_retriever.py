@@ -18,6 +18,10 @@ def retrievers(edge_index, memory_index, encoder):
     for name, (settings, store) in (("edge", edge_index), ("memory", memory_index)):
         for mode in ("bound", "bound-bf16", "qdrant", "maxsim", "exhaustive"):
             out[(name, mode)] = Retriever(settings, store=store, encoder=encoder, candidates=mode)
+        # the slice is under the screen's size limit: this one screens anyway (LowRankBound, then the exact bound)
+        screened = Retriever(settings, store=store, encoder=encoder, candidates="bound")
+        screened.stage.screen_min_rows = 0
+        out[(name, "bound-screened")] = screened
     return out
 
 
@@ -32,7 +36,9 @@ def test_candidate_stage_loses_nothing_above_threshold(retrievers, engine, t):
     sentences = [row["text"] for row in house_rows()]
     truth = _exhaustive_above(retrievers[(engine, "exhaustive")], sentences, t)
     assert sum(map(len, truth)) > 0, "the slice must give the test something to find"
-    for mode in ("bound", "bound-bf16", "qdrant"):
+    assert retrievers[(engine, "bound-screened")].stage._screen() is not None
+    assert retrievers[(engine, "bound")].stage._screen() is None
+    for mode in ("bound", "bound-screened", "bound-bf16", "qdrant"):
         got = retrievers[(engine, mode)].extract_sentences(sentences, threshold=t, redundancy=False, evidence_words=0)
         assert [{m.uri for m in s.skills} for s in got] == truth, mode
         # and the bound really prunes: far fewer candidates than skills

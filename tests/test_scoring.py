@@ -125,3 +125,26 @@ def test_bf16_bound_stays_within_its_margin(real_batch):
     half = token_bound(sent.tokens, sent.mask, skills, dtype=torch.bfloat16)
     err = float((half - exact).abs().max())
     assert 0 < err < BF16_MARGIN / 2  # rounding happens, and stays well inside the margin
+
+
+def test_low_rank_screen_bounds_the_token_bound_and_the_exact_rows_match(real_batch):
+    """LowRankBound.upper never falls below the exact token bound (beyond SCREEN_MARGIN) at any rank, tightens as
+    the rank grows, and equals it at full rank; token_bound_rows gives the exact bound of the rows asked."""
+    from jobskills.scoring import SCREEN_MARGIN, LowRankBound, token_bound_rows
+
+    sent, skills = real_batch
+    unit = skills / skills.norm(dim=-1, keepdim=True)
+    exact = token_bound(sent.tokens, sent.mask, skills)
+    slack = []
+    for rank in (4, 32, 128, 384):
+        screen = LowRankBound.fit(unit, rank)
+        assert screen.rank == rank
+        torch.testing.assert_close(screen.basis.T @ screen.basis, torch.eye(rank), atol=1e-5, rtol=0)
+        for chunk in (7, 1024):
+            upper = screen.upper(sent.tokens, sent.mask, chunk_size=chunk)
+            assert bool((upper >= exact - SCREEN_MARGIN).all()), (rank, chunk)
+        slack.append(float((upper - exact).mean()))
+    assert slack == sorted(slack, reverse=True) and slack[0] > 0.05 and slack[-1] < 1e-4
+    rows = [torch.tensor([0, 5, 9]), torch.tensor([], dtype=torch.long)] + [torch.arange(i, skills.shape[0], 3) for i in range(len(sent) - 2)]
+    for i, got in enumerate(token_bound_rows(sent.tokens, sent.mask, unit, rows)):
+        torch.testing.assert_close(got, exact[i, rows[i]], atol=1e-6, rtol=0)
