@@ -163,7 +163,7 @@ def search(
 def titles(
     query: Annotated[str, typer.Argument(help="A free-text job title.")],
     k: KOpt = 10,
-    method: Annotated[Optional[str], typer.Option("--method", help="hybrid (BM25 + pooled cosine fused in Qdrant, default), mean (pooled cosine), maxsim (late interaction) or lexical (BM25).", show_default=False)] = None,
+    method: Annotated[Optional[str], typer.Option("--method", help="hybrid (BM25 + pooled cosine from one Qdrant query, scored per occupation; default), rrf (the same lists fused title by title by Qdrant's RRF), mean (pooled cosine), maxsim (late interaction) or lexical (BM25).", show_default=False)] = None,
     model: ModelOpt = None,
     home: HomeOpt = None,
     engine: EngineOpt = None,
@@ -206,7 +206,7 @@ def evaluate(
     dump: Annotated[Optional[Path], typer.Option("--dump", help="Write one JSON line per sentence (gold, predicted, top-10).", show_default=False)] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Evaluate only the first N lines.", show_default=False)] = None,
     sample: Annotated[Optional[int], typer.Option("--sample", min=1, help="Evaluate N lines evenly spread over the file (deterministic).", show_default=False)] = None,
-    method: Annotated[Optional[str], typer.Option("--method", help="Titles: hybrid (default), mean, maxsim or lexical.", show_default=False)] = None,
+    method: Annotated[Optional[str], typer.Option("--method", help="Titles: hybrid (default), rrf, mean, maxsim or lexical.", show_default=False)] = None,
     threshold: ThresholdOpt = None,
     candidates: Annotated[str, typer.Option("--candidates", help="Candidate stage for the extraction path.")] = "bound",
     taxonomy: TaxonomyOpt = None,

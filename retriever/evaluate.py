@@ -99,7 +99,10 @@ def evaluate_extraction(
 def evaluate_titles(r: "Retriever", examples: Sequence[TitleExample], method: str | None = None) -> dict[str, Any]:
     """Accuracy@1/5/10 and MRR of the gold occupation in ``titles()``'s ranking (``method``: the default one
     when None)."""
+    from dataclasses import asdict
+
     from retriever.pipeline import DEFAULT_TITLE_METHOD, HYBRID
+    from retriever.titles import OCCUPATION_FUSION
 
     method = method or DEFAULT_TITLE_METHOD
     started = time.perf_counter()
@@ -112,6 +115,9 @@ def evaluate_titles(r: "Retriever", examples: Sequence[TitleExample], method: st
         "method": method,
         "fusion": ({"sources": list(HYBRID.sources), "fusion": HYBRID.fusion.method, "k": HYBRID.fusion.k,
                     "weights": list(HYBRID.fusion.weights) if HYBRID.fusion.weights else None, "prefetch": max(HYBRID.prefetch, max(50, 10 * TITLE_RANK_DEPTH) // 5)}
+                   if method == "rrf" else
+                   {"sources": ["lexical", "mean"], "fusion": "occupation", **asdict(OCCUPATION_FUSION),
+                    "prefetch": max(OCCUPATION_FUSION.prefetch, 2 * TITLE_RANK_DEPTH)}
                    if method == "hybrid" else None),
         **_core.title_metrics(examples, ranked),
         "titles_per_s": n / seconds if seconds else 0.0,

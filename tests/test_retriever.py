@@ -135,11 +135,11 @@ def test_search_is_exact_top_k(retrievers):
 def test_titles_group_by_occupation(retrievers, esco):
     r = retrievers[("edge", "bound")]
     occ = next(iter(esco.occupations.values()))
-    for method in ("maxsim", "mean", "hybrid", "lexical"):
+    for method in ("maxsim", "mean", "hybrid", "rrf", "lexical"):
         res = r.titles(occ.label, k=5, method=method)
         assert res[0].occupation_uri == occ.uri and res[0].matched_title == occ.label
-        if method != "lexical":  # hybrid's score is a fused rank score; the cosine it carries is the label's own
-            assert res[0].semantic_score > 0.99 and (method == "hybrid" or res[0].score > 0.99)
+        if method != "lexical":  # rrf's score is a fused rank score; the cosine it carries is the label's own
+            assert res[0].semantic_score > 0.99 and (method == "rrf" or res[0].score > 0.99)
         assert len({m.occupation_uri for m in res}) == len(res) <= 5
         assert res[0].isco_group == occ.isco_group
 

@@ -115,8 +115,9 @@ def test_sparse_vector_lands_and_manifest_records_it(homes, engine):
     assert "lexical" not in skills_manifest and "title_schema" not in skills_manifest
 
 
+@pytest.mark.parametrize("method", ["hybrid", "rrf"])
 @pytest.mark.parametrize("engine", ENGINES)
-def test_fused_query_finds_alt_labels_with_a_random_dense_model(retrievers, esco, engine):
+def test_fused_query_finds_alt_labels_with_a_random_dense_model(retrievers, esco, engine, method):
     """Exact alternative labels: first, carried by both kinds of evidence, and BM25 brings titles sharing the
     label's words that the random embedding did not rank (evidence ``lexical``). Reordered labels plus a
     word no title holds leave the random embedding nothing to go on: BM25 alone ranks the label's occupation
@@ -126,7 +127,7 @@ def test_fused_query_finds_alt_labels_with_a_random_dense_model(retrievers, esco
     cases = _alt_labels(esco)
     lexical_only = 0
     for alt, occ in cases:
-        res = r.titles(alt, k=20, method="hybrid")
+        res = r.titles(alt, k=20, method=method)
         assert res[0].occupation_uri == occ.uri and res[0].matched_title.casefold() == alt.casefold()
         assert res[0].evidence == "both" and res[0].lexical_score > 0 and res[0].semantic_score == pytest.approx(1.0, abs=1e-4)
         for m in res:
@@ -139,7 +140,7 @@ def test_fused_query_finds_alt_labels_with_a_random_dense_model(retrievers, esco
         first = r.titles(query, k=1, method="lexical")[0]
         assert first.occupation_uri == occ.uri and first.evidence == "lexical"
         assert set(lex.query(alt)[0]) <= set(lex.query(first.matched_title)[0])
-        found = {m.occupation_uri: m for m in r.titles(query, k=25, method="hybrid")}
+        found = {m.occupation_uri: m for m in r.titles(query, k=25, method=method)}
         assert occ.uri in found and found[occ.uri].evidence in ("lexical", "both") and found[occ.uri].lexical_score > 0
 
 
@@ -163,7 +164,8 @@ def test_explanation_fields(retrievers, esco, engine):
         kinds.add(m.evidence)
         assert (m.lexical_score is not None) == (m.evidence in ("lexical", "both"))
         assert (m.semantic_score is not None) == (m.evidence in ("semantic", "both"))
-        shares_word = bool(set(lex.query(word)[0]) & set(lex.query(m.matched_title)[0]))
+        # hybrid scores the occupation over its titles: BM25 evidence comes from one of them, maybe not the matched one
+        shares_word = any(set(lex.query(word)[0]) & set(lex.query(t)[0]) for t in titles_of[m.occupation_uri])
         if m.lexical_score is not None:  # BM25 only reaches titles that share a word with the query
             assert shares_word and m.lexical_score > 0
         else:
@@ -265,3 +267,30 @@ def test_cli_titles_explains(homes, tiny_model_path):
     res = runner.invoke(app, ["titles", "nurse", "--home", str(settings.home), "--model", tiny_model_path, "-k", "3"])
     assert res.exit_code == 0 and "ISCO" in res.output and "via" in res.output
     assert any(w in res.output for w in ("; lexical", "; both", "; semantic"))
+
+
+def test_occupation_scores_golden():
+    """hybrid's occupation score by hand: a soft maximum (tau) over the occupation's cosines, a title missing from
+    the semantic list counted at the list's lowest cosine, plus lexical_weight * its best BM25 / the answer's best."""
+    import math
+
+    from retriever.titles import OccupationFusion, occupation_scores
+
+    fusion = OccupationFusion(prefetch=3, temperature=0.1, lexical_weight=0.2)
+    titles = [
+        (("a",), 0.9, 4.0),  # a: two titles, one with BM25
+        (("a",), 0.7, None),
+        (("b", "c"), 0.8, None),  # one title shared by b and c
+        (("c",), None, 8.0),  # lexical only: counts at the floor 0.6
+    ]
+    got = occupation_scores(titles, fusion, cos_floor=0.6)
+    soft = lambda xs: max(xs) + 0.1 * math.log(sum(math.exp((x - max(xs)) / 0.1) for x in xs))  # noqa: E731
+    assert got["a"][0] == pytest.approx(soft([0.9, 0.7]) + 0.2 * 4.0 / 8.0, abs=1e-12)
+    assert got["a"][1:] == (0, 0.9, 4.0)
+    assert got["b"] == pytest.approx((0.8, 2, 0.8, None))
+    assert got["c"][0] == pytest.approx(soft([0.8, 0.6]) + 0.2, abs=1e-12) and got["c"][1:] == (2, 0.8, 8.0)
+    assert soft([0.9, 0.7]) == pytest.approx(0.9 + 0.1 * math.log(1 + math.exp(-2)), abs=1e-12)
+    # a title seen only by BM25 is the match when the occupation has no semantic one; no BM25 at all adds nothing
+    only = occupation_scores([(("d",), None, 2.0), (("e",), 0.5, None)], fusion, cos_floor=0.4)
+    assert only["d"][1] == 0 and only["d"][0] == pytest.approx(0.4 + 0.2) and only["e"][0] == pytest.approx(0.5)
+    assert occupation_scores([(("f",), 0.3, None)], fusion, cos_floor=-1.0)["f"][0] == pytest.approx(0.3)
