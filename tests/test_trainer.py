@@ -247,8 +247,35 @@ def test_title_model_starts_as_its_base_and_plain_encode_takes_the_title_head(ti
     assert not torch.allclose(plain, doc)
 
 
+def test_title_triples_pair_one_occupations_titles_with_a_sibling_negative(esco):
+    import random
+
+    from trainer.data import occupation_titles, title_triples
+
+    titles = occupation_titles(esco)
+    rows = title_triples(esco, random.Random(0))
+    assert rows == title_triples(esco, random.Random(0)) and rows != title_triples(esco, random.Random(1))
+    assert len(rows) == sum(len(ts) for ts in titles.values() if len(ts) > 1) > 25_000
+    owner: dict[str, set[str]] = {}
+    for uri, ts in titles.items():
+        assert ts[0] == esco.occupations[uri].label.strip() and len({t.casefold() for t in ts}) == len(ts)
+        for t in ts:
+            owner.setdefault(t, set()).add(uri)
+    with_negative = 0
+    for r in rows[:3000]:
+        assert r.anchor != r.positive and {r.anchor, r.positive} <= set(titles[r.occupation])
+        if r.negative is not None:
+            with_negative += 1
+            group = esco.occupations[r.occupation].isco_group
+            assert any(u != r.occupation and esco.occupations[u].isco_group == group for u in owner[r.negative])
+    assert with_negative > 2500
+    assert all(r.negative is None for r in title_triples(esco, random.Random(0), hard_negatives=False)[:100])
+
+
 @pytest.mark.integration
-def test_train_titles_rebuilds_the_title_index_and_titles_uses_its_model(live_home, tmp_path, tiny_model_path, esco, encoder):
+@pytest.mark.parametrize("objective", ["titles", "skills"])
+def test_train_titles_rebuilds_the_title_index_and_titles_uses_its_model(live_home, tmp_path, tiny_model_path, esco, encoder,
+                                                                         objective):
     from jobskills.encoder import model_fingerprint
     from jobskills.store import open_store
     from retriever.pipeline import Retriever
@@ -259,11 +286,20 @@ def test_train_titles_rebuilds_the_title_index_and_titles_uses_its_model(live_ho
     occ_uri, occ = next(iter(esco.occupations.items()))
     dev.write_text(json.dumps({"title": occ.label, "occupation": occ_uri}) + "\n")
     out = tmp_path / "titles-model"
-    report = train_titles(live_home, TitleTrainConfig(base=tiny_model_path, out=str(out), max_pairs=64, batch_size=16,
-                                                      mini_batch_size=8, max_steps=2, dev=str(dev), device="cpu"), esco=esco)
-    assert report["steps"] == 2 and report["before"] and report["after"]
+    report = train_titles(live_home, TitleTrainConfig(base=tiny_model_path, out=str(out), objective=objective, max_pairs=64,
+                                                      batch_size=16, mini_batch_size=8, max_steps=2, dev=str(dev), device="cpu"),
+                          esco=esco)
+    assert report["steps"] == 2 and report["before"] and report["after"] and report["objective"] == objective
     meta = json.loads((out / "jobskills_config.json").read_text())
-    assert meta["role"] == "titles" and meta["route"] == "query"
+    assert meta["role"] == "titles" and meta.get("route") == ("query" if objective == "skills" else None)
+    if objective == "titles":  # the base's shape, its input embeddings frozen, the rest trained
+        from safetensors.torch import load_file
+
+        new, old = load_file(str(out / "model.safetensors")), load_file(str(Path(tiny_model_path) / "model.safetensors"))
+        assert set(new) == set(old)
+        changed = {k for k in new if not torch.equal(new[k], old[k])}
+        assert changed and not any("embeddings" in k for k in changed)
+        assert report["log"] and report["log"][0]["loss"] > 0
     fp = model_fingerprint(out)
     with open_store(live_home) as store:
         _, manifest = store.current_manifest("titles")

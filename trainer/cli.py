@@ -87,13 +87,14 @@ def train_titles(
     out: OutOpt = None,
     dev: Annotated[Optional[Path], typer.Option("--dev", help="Title-normalisation JSONL ({title, occupation}): MRR before and after.", show_default=False)] = None,
     dev_sample: Annotated[int, typer.Option("--dev-sample", min=1, help="Dev titles scored (a random sample).")] = 1000,
+    objective: Annotated[str, typer.Option("--objective", help="titles: ESCO title pairs with same-ISCO hard negatives (the packaged model's); skills: JobBERT-style title -> its occupation's skills.")] = "titles",
     epochs: Annotated[float, typer.Option("--epochs")] = 1.0,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 256,
-    mini_batch_size: Annotated[int, typer.Option("--mini-batch-size", min=1, help="Gradient-caching chunk.")] = 64,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 128,
+    mini_batch_size: Annotated[int, typer.Option("--mini-batch-size", min=1, help="Gradient-caching chunk (skills objective).")] = 64,
     lr: Annotated[float, typer.Option("--lr")] = 5e-5,
     max_steps: Annotated[int, typer.Option("--max-steps", help="-1: no limit.")] = -1,
     max_pairs: Annotated[Optional[int], typer.Option("--max-pairs", min=2, show_default=False)] = None,
-    max_skills: Annotated[int, typer.Option("--max-skills", min=1, help="Skill labels joined per title.")] = 12,
+    max_skills: Annotated[int, typer.Option("--max-skills", min=1, help="Skill labels joined per title (skills objective).")] = 12,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     no_reindex: Annotated[bool, typer.Option("--no-reindex", help="Only write the model.")] = False,
@@ -101,12 +102,13 @@ def train_titles(
     engine: EngineOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Train a JobBERT-style title encoder on ESCO (title, its occupation's skills) pairs, then rebuild the
-    job-title index with it. `jobskills titles` then uses it (its index names the model)."""
+    """Train a job-title encoder on ESCO's titles (pairs of one occupation's titles, hard negatives from its ISCO
+    group; or, with --objective skills, titles with their occupation's skills), then rebuild the job-title index
+    with it. `jobskills titles` then uses it (its index names the model)."""
     from trainer.titles import TitleTrainConfig, train_titles as run
 
     settings = settings_from(home=home, engine=engine)
-    cfg = TitleTrainConfig(base=base, out=str(out) if out else None, epochs=epochs, batch_size=batch_size,
+    cfg = TitleTrainConfig(base=base, out=str(out) if out else None, objective=objective, epochs=epochs, batch_size=batch_size,
                            mini_batch_size=mini_batch_size, lr=lr, max_steps=max_steps, max_pairs=max_pairs,
                            max_skills=max_skills, device=device, dev=str(dev) if dev else None, dev_sample=dev_sample,
                            seed=seed, reindex=not no_reindex)
@@ -115,7 +117,8 @@ def train_titles(
     if json_out:
         emit_json(report)
         return
-    typer.echo(f"trained {report['steps']} steps on {report['pairs']} (title, skills) pairs in {report['seconds'] / 60:.1f} min")
+    kind = "(title, title)" if report["objective"] == "titles" else "(title, skills)"
+    typer.echo(f"trained {report['steps']} steps on {report['pairs']} {kind} pairs in {report['seconds'] / 60:.1f} min")
     if report.get("before") and report.get("after"):
         typer.echo("dev titles  " + "  ".join(f"{k} {report['before'][k]:.4f} -> {report['after'][k]:.4f}" for k in report["after"]))
     typer.echo(f"model: {report['model']}")

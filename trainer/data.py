@@ -31,7 +31,7 @@ from jobskills.esco import Esco
 
 __all__ = [
     "Pair", "Row", "esco_pairs", "load_pairs", "expand", "augment", "data_fingerprint", "mix_report", "MAX_LABELS",
-    "TitlePair", "title_pairs",
+    "TitlePair", "title_pairs", "TitleTriple", "occupation_titles", "title_triples",
 ]
 
 logger = logging.getLogger(__name__)
@@ -257,3 +257,55 @@ def title_pairs(esco: Esco, max_skills: int = 12, seed: int = 0) -> list[TitlePa
             rng.shuffle(picked)
             pairs.append(TitlePair(title, ", ".join(labels[u] for u in picked), occ_uri))
     return pairs
+
+
+@dataclass(frozen=True)
+class TitleTriple:
+    """One row of the title-pair objective: a title, another title of the same occupation, and a title of a
+    different occupation in the same ISCO group (``negative``, None when the group has no other occupation)."""
+
+    anchor: str
+    positive: str
+    negative: str | None
+    occupation: str
+
+
+def occupation_titles(esco: Esco) -> dict[str, list[str]]:
+    """Each occupation's titles, preferred label first, stripped, without case-insensitive repeats."""
+    out: dict[str, list[str]] = {}
+    for uri, occ in esco.occupations.items():
+        titles: list[str] = []
+        seen: set[str] = set()
+        for t in (occ.label, *occ.alt_labels):
+            t = t.strip()
+            if t and t.casefold() not in seen:
+                seen.add(t.casefold())
+                titles.append(t)
+        out[uri] = titles
+    return out
+
+
+def title_triples(esco: Esco, rng: random.Random, hard_negatives: bool = True,
+                  titles: Mapping[str, Sequence[str]] | None = None) -> list[TitleTriple]:
+    """One pass over ESCO's titles, shuffled: every title of an occupation with two or more, paired with its
+    preferred label (half the time, for an alternative label) or another of its titles, plus a hard negative
+    from a sibling occupation (same 4-digit ISCO group): titles that look alike and mean another job."""
+    titles = titles if titles is not None else occupation_titles(esco)
+    by_group: dict[str, list[str]] = {}
+    for uri, occ in esco.occupations.items():
+        by_group.setdefault(occ.isco_group, []).append(uri)
+    rows: list[TitleTriple] = []
+    for uri, ts in titles.items():
+        for i, t in enumerate(ts):
+            others = [x for j, x in enumerate(ts) if j != i]
+            if not others:
+                continue
+            positive = ts[0] if (i != 0 and rng.random() < 0.5) else rng.choice(others)
+            negative = None
+            if hard_negatives:
+                siblings = [v for v in by_group.get(esco.occupations[uri].isco_group, []) if v != uri]
+                if siblings:
+                    negative = rng.choice(list(titles[rng.choice(siblings)]))
+            rows.append(TitleTriple(t, positive, negative, uri))
+    rng.shuffle(rows)
+    return rows

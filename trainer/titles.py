@@ -1,13 +1,20 @@
-"""``jobskills train-titles``: a JobBERT-v2-style job-title encoder.
+"""``jobskills train-titles``: a job-title encoder trained on ESCO's own titles.
 
-JobBERT (Decorte et al. 2021) learns title embeddings from the skills that come with a title; JobBERT-v2
-adds an asymmetric head: one Dense layer for the title side and another for the skills side, after a shared
-transformer and mean pooling (sentence-transformers' ``Asym``, now ``Router``). Here the pairs come from ESCO:
-every occupation label and alternative label paired with a sample of that occupation's skills, trained with
-sentence-transformers' ``CachedMultipleNegativesRankingLoss``.
+Two objectives:
 
-The saved model routes plain ``encode()`` calls through the *title* head (``default_route="query"``), so the
-indexer and ``jobskills titles`` use the head without naming a route; a model whose default route were the
+- ``titles`` (the default, and what the packaged ``jobskills-minilm-titles`` was trained with): ESCO's 30k
+  occupation titles paired with each other (an alternative label with its preferred label or another title of
+  the same occupation), each with a hard negative from a sibling occupation of the same 4-digit ISCO group
+  (:func:`trainer.data.title_triples`), and a symmetric in-batch contrastive loss. The model keeps the base's
+  shape (transformer, mean pooling, normalisation) and its input embeddings, so it ships as a small delta
+  (:mod:`trainer.ship`) and indexes like any sentence-transformers model.
+- ``skills`` (JobBERT, Decorte et al. 2021; JobBERT-v2's asymmetric head): every title paired with a sample of
+  its occupation's skills, one Dense head per side after a shared transformer and mean pooling
+  (sentence-transformers' ``Router``), trained with ``CachedMultipleNegativesRankingLoss``. On the JobBERT
+  development titles it gained less (benchmarks/README.md, "Job titles").
+
+The ``skills`` model routes plain ``encode()`` calls through the *title* head (``default_route="query"``), so
+the indexer and ``jobskills titles`` use the head without naming a route; a model whose default route were the
 skills side would silently skip the title head.
 """
 
@@ -31,22 +38,26 @@ from jobskills.errors import InputError, JobskillsError, TrainError
 from jobskills.esco import Esco, load_esco
 from jobskills.fileio import atomic_write_text
 from trainer.common import Progress, ProgressCallback, base_model, quiet, training_device
-from trainer.data import title_pairs
+from trainer.data import occupation_titles, title_pairs, title_triples
 
-__all__ = ["TitleTrainConfig", "build_title_model", "train_titles", "TitleEvaluator", "TITLE_ROUTE", "SKILLS_ROUTE"]
+__all__ = ["TitleTrainConfig", "build_title_model", "train_titles", "TitleEvaluator", "TITLE_ROUTE", "SKILLS_ROUTE",
+           "OBJECTIVES"]
 
 logger = logging.getLogger(__name__)
 
 TITLE_ROUTE = "query"
 SKILLS_ROUTE = "document"
+#: ``titles``: title pairs with same-ISCO hard negatives (default); ``skills``: JobBERT-style title -> skills.
+OBJECTIVES = ("titles", "skills")
 
 
 @dataclass(frozen=True)
 class TitleTrainConfig:
     base: str | None = None
     out: str | None = None
+    objective: str = "titles"
     epochs: float = 1.0
-    batch_size: int = 256
+    batch_size: int = 128
     mini_batch_size: int = 64
     lr: float = 5e-5
     max_steps: int = -1
@@ -57,6 +68,10 @@ class TitleTrainConfig:
     dev_sample: int = 1000
     seed: int = 0
     reindex: bool = True
+    #: ``titles`` objective: a sibling-occupation negative per row, the logit scale, and frozen input embeddings
+    hard_negatives: bool = True
+    scale: float = 20.0
+    freeze_embeddings: bool = True
 
 
 def _identity_dense(dim: int) -> Any:
@@ -149,13 +164,8 @@ def train_titles(settings: Settings, cfg: TitleTrainConfig, progress: Progress |
         f"{Path(base.path).name}-titles-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}")
     if out.exists() and any(out.iterdir()):
         raise InputError(f"--out {out} already holds files; pick a new folder")
-    pairs = title_pairs(esco, max_skills=cfg.max_skills, seed=cfg.seed)
-    rng = random.Random(cfg.seed)
-    rng.shuffle(pairs)
-    if cfg.max_pairs:
-        pairs = pairs[: cfg.max_pairs]
-    dataset = Dataset.from_dict({"title": [p.title for p in pairs], "skills": [p.skills for p in pairs]})
-    model = build_title_model(base.model)
+    if cfg.objective not in OBJECTIVES:
+        raise InputError(f"unknown title objective {cfg.objective!r}; choose one of {', '.join(OBJECTIVES)}")
     evaluator = None
     if cfg.dev:
         from jobskills.evaluation import load_title_bench
@@ -163,7 +173,26 @@ def train_titles(settings: Settings, cfg: TitleTrainConfig, progress: Progress |
         examples = load_title_bench(cfg.dev, set(esco.occupations))
         examples = random.Random(cfg.seed).sample(examples, min(cfg.dev_sample, len(examples)))
         evaluator = TitleEvaluator(examples, esco)
-    report: dict[str, Any] = {"model": str(out), "pairs": len(pairs), "device": device, "precision": precision, "log": []}
+    report: dict[str, Any] = {"model": str(out), "objective": cfg.objective, "device": device, "precision": precision,
+                              "log": []}
+    if cfg.objective == "titles":
+        model = base.model
+        if evaluator is not None:
+            report["before"] = evaluator.metrics(model)
+        started = time.perf_counter()
+        report["pairs"], report["steps"] = _train_title_pairs(model, cfg, esco, device, progress, report["log"])
+        report["seconds"] = round(time.perf_counter() - started, 1)
+        if evaluator is not None:
+            report["after"] = evaluator.metrics(model)
+        return _finish(settings, cfg, base, model, out, device, esco, progress, report)
+    pairs = title_pairs(esco, max_skills=cfg.max_skills, seed=cfg.seed)
+    rng = random.Random(cfg.seed)
+    rng.shuffle(pairs)
+    if cfg.max_pairs:
+        pairs = pairs[: cfg.max_pairs]
+    dataset = Dataset.from_dict({"title": [p.title for p in pairs], "skills": [p.skills for p in pairs]})
+    model = build_title_model(base.model)
+    report["pairs"] = len(pairs)
     if evaluator is not None:
         report["before"] = evaluator.metrics(model)
     loss = CachedMultipleNegativesRankingLoss(model, mini_batch_size=cfg.mini_batch_size)
@@ -185,18 +214,28 @@ def train_titles(settings: Settings, cfg: TitleTrainConfig, progress: Progress |
     report["steps"], report["seconds"] = int(result.global_step), round(time.perf_counter() - started, 1)
     if evaluator is not None:
         report["after"] = evaluator.metrics(model)
+    shutil.rmtree(ckpt, ignore_errors=True)
+    return _finish(settings, cfg, base, model, out, device, esco, progress, report)
+
+
+def _finish(settings: Settings, cfg: TitleTrainConfig, base: Any, model: Any, out: Path, device: str, esco: Esco,
+            progress: Progress | None, report: dict[str, Any]) -> dict[str, Any]:
+    """Save the trained model atomically (``.partial`` then rename) with its provenance, then rebuild the
+    titles index with it unless ``cfg.reindex`` is off."""
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     model.save(str(partial))
-    meta = {"role": "titles", "route": TITLE_ROUTE, "base_model": base.path, "base_fingerprint": base.fingerprint,
+    meta = {"role": "titles", "base_model": base.path, "base_fingerprint": base.fingerprint,
             "training": asdict(cfg), "metrics": {k: report.get(k) for k in ("before", "after")},
-            "trained_at": dt.datetime.now(dt.timezone.utc).isoformat(), "pairs": len(pairs)}
+            "trained_at": dt.datetime.now(dt.timezone.utc).isoformat(), "pairs": report["pairs"],
+            "steps": report.get("steps")}
+    if cfg.objective == "skills":
+        meta["route"] = TITLE_ROUTE
     atomic_write_text(partial / "jobskills_config.json", json.dumps(meta, indent=2, sort_keys=True))
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.exists():
         out.rmdir()
     os.replace(partial, out)
-    shutil.rmtree(ckpt, ignore_errors=True)
     if cfg.reindex:
         try:
             report["index"] = _reindex_titles(settings, out, device, esco, progress)
@@ -204,6 +243,73 @@ def train_titles(settings: Settings, cfg: TitleTrainConfig, progress: Progress |
             raise TrainError(f"the title model is saved at {out}, but rebuilding the titles index failed: {exc}; "
                              "the previous titles index is still live") from exc
     return report
+
+
+def _train_title_pairs(model: Any, cfg: TitleTrainConfig, esco: Esco, device: str, progress: Progress | None,
+                       log: list[dict[str, Any]]) -> tuple[int, int]:
+    """The ``titles`` objective: batches of :func:`trainer.data.title_triples` rows, one per occupation in a batch
+    (two titles of one occupation would be each other's false negatives), and the loss
+    ``(CE(scale * A [P; N]') + CE(scale * P A')) / 2`` over unit vectors: each anchor against every positive and
+    hard negative of the batch, and each positive back against the anchors. Returns (rows made, steps)."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    titles = occupation_titles(esco)
+    if cfg.freeze_embeddings:  # the input embeddings are half of MiniLM: frozen, the shipped delta stays small
+        for name, param in model.named_parameters():
+            if "embeddings" in name:
+                param.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    rows = title_triples(esco, rng, cfg.hard_negatives, titles)
+    if cfg.max_pairs:
+        rows = rows[: cfg.max_pairs]
+    if len(rows) < 2:
+        raise InputError("fewer than two title pairs: each occupation needs two or more titles")
+    batch_size = min(cfg.batch_size, len({r.occupation for r in rows}))
+    steps = cfg.max_steps if cfg.max_steps > 0 else max(1, int(len(rows) // batch_size * cfg.epochs))
+    warmup = max(1, int(0.05 * steps))
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (steps - s) / steps))
+    tokenize = getattr(model, "preprocess", None) or model.tokenize
+
+    def embed(texts: list[str]) -> Any:
+        features = {k: v.to(device) if hasattr(v, "to") else v for k, v in tokenize(texts).items()}
+        return F.normalize(model(features)["sentence_embedding"], dim=-1)
+
+    model.to(device)
+    model.train()
+    made, at = len(rows), 0
+    for step in range(steps):
+        batch, seen = [], set()
+        while len(batch) < batch_size:
+            if at >= len(rows):  # the next pass: new pairings, new negatives
+                rows, at = title_triples(esco, rng, cfg.hard_negatives, titles), 0
+                if cfg.max_pairs:
+                    rows = rows[: cfg.max_pairs]
+                made += len(rows)
+            row = rows[at]
+            at += 1
+            if row.occupation not in seen:
+                seen.add(row.occupation)
+                batch.append(row)
+        a, p = embed([r.anchor for r in batch]), embed([r.positive for r in batch])
+        candidates = torch.cat([p, embed([r.negative or r.positive for r in batch])]) if cfg.hard_negatives else p
+        target = torch.arange(len(batch), device=a.device)
+        loss = 0.5 * (F.cross_entropy(cfg.scale * a @ candidates.T, target) + F.cross_entropy(cfg.scale * p @ a.T, target))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 20 == 0 or step == steps - 1:
+            value = float(loss.detach())
+            log.append({"step": step, "loss": round(value, 4), "lr": sched.get_last_lr()[0]})
+            logger.info("title step %d: loss %.4f", step, value)
+        if progress:
+            progress("train", step + 1, steps)
+    model.eval()
+    return made, steps
 
 
 def _reindex_titles(settings: Settings, model_dir: Path, device: str, esco: Esco, progress: Progress | None) -> dict[str, Any]:
