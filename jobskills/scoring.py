@@ -369,7 +369,7 @@ class LowRankBound:
     def rank(self) -> int:
         return int(self.basis.shape[1])
 
-    def upper(self, tokens: Tensor, mask: Tensor, chunk_size: int = 1024) -> Tensor:
+    def upper(self, tokens: Tensor, mask: Tensor, chunk_size: int = 512) -> Tensor:
         """``(n_sentences, n_rows)``, >= :func:`token_bound` of the same rows up to :data:`SCREEN_MARGIN`."""
         mask = mask.bool()
         flat = tokens[mask]

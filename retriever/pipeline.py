@@ -164,6 +164,7 @@ class Retriever:
             "threshold_source": self.threshold_choice.source,
             "index_version": self.skills.version,
             "titles_version": self._titles_pinned[0] if self._titles_pinned else None,
+            "title_model": self._titles_pinned[1].get("model_name") if self._titles_pinned else None,
             "candidates": self.candidates,
         }
 
