@@ -311,13 +311,11 @@ def token_bound(
     >>> token_bound(x, torch.tensor([[True, True]]), torch.tensor([[1.0, 1.0]])).tolist()
     [[0.7071067690849304]]
     """
-    mask = mask.bool()
     if skills_unit is None:
         skills_unit = skills / skills.norm(dim=-1, keepdim=True).clamp_min(_EPS)
-    flat = tokens[mask]  # (n_real_tokens, dim), sentence-major
-    flat = (flat / flat.norm(dim=-1, keepdim=True).clamp_min(_EPS)).to(dtype)
+    flat, owner = _real_unit_tokens(tokens, mask)
+    flat = flat.to(dtype)
     skills_unit = skills_unit.to(dtype)
-    owner = torch.repeat_interleave(torch.arange(tokens.shape[0], device=tokens.device), mask.sum(dim=1))
     out = tokens.new_full((tokens.shape[0], skills_unit.shape[0]), float("-inf"))
     for start in range(0, skills_unit.shape[0], chunk_size):
         cos = (flat @ skills_unit[start : start + chunk_size].T).float()  # (n_real_tokens, chunk)
@@ -371,10 +369,7 @@ class LowRankBound:
 
     def upper(self, tokens: Tensor, mask: Tensor, chunk_size: int = 512) -> Tensor:
         """``(n_sentences, n_rows)``, >= :func:`token_bound` of the same rows up to :data:`SCREEN_MARGIN`."""
-        mask = mask.bool()
-        flat = tokens[mask]
-        flat = flat / flat.norm(dim=-1, keepdim=True).clamp_min(_EPS)
-        owner = torch.repeat_interleave(torch.arange(tokens.shape[0], device=tokens.device), mask.sum(dim=1))
+        flat, owner = _real_unit_tokens(tokens, mask)
         aug = self._augment(flat, self.basis)
         out = tokens.new_empty((tokens.shape[0], self.skills_aug.shape[0]))
         for start in range(0, self.skills_aug.shape[0], chunk_size):  # blocks that stay in cache (see token_bound)
@@ -396,6 +391,14 @@ def token_bound_rows(tokens: Tensor, mask: Tensor, skills_unit: Tensor, rows: li
         x = x / x.norm(dim=-1, keepdim=True).clamp_min(_EPS)
         out.append((x @ skills_unit[r].T).amax(dim=0))
     return out
+
+
+def _real_unit_tokens(tokens: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """The batch's real tokens at unit length, sentence-major ``(n_real_tokens, dim)``, and each one's sentence."""
+    mask = mask.bool()
+    flat = tokens[mask]
+    owner = torch.repeat_interleave(torch.arange(tokens.shape[0], device=tokens.device), mask.sum(dim=1))
+    return flat / flat.norm(dim=-1, keepdim=True).clamp_min(_EPS), owner
 
 
 def _segment_max(values: Tensor, owner: Tensor, n: int) -> Tensor:
