@@ -1,4 +1,4 @@
-"""Encoder backends (fp32, dynamic int8): close vectors, a distinct fingerprint, and an index bound to its backend."""
+"""Encoder backends (fp32, int8 with per-token scales): close vectors, a distinct fingerprint, and an index bound to its backend."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ TEXTS = [
     "Experience with Python and SQL is required.",
     "You will manage a small team of warehouse operatives and plan the weekly shifts.",
     "Good communication skills in English and German.",
+    "Experience with Java and Go is required.",  # the first and third ones' token count: one pass holds the three
 ]
 
 
@@ -42,12 +43,27 @@ def test_int8_token_vectors_stay_close_to_fp32(fp32, tiny_model_path, backend):
 def test_int8_vectors_of_a_text_do_not_depend_on_its_batch(int8):
     import torch
 
+    counts = int8.count_tokens(TEXTS)
+    assert counts[0] == counts[2] == counts[3] != counts[1]  # one pass of three texts, one of a longer one
     batch = int8.encode(TEXTS)
     for i, text in enumerate(TEXTS):
         alone = int8.encode([text])
         n = int(alone.mask[0].sum())
         assert torch.equal(batch.token_rows(i), alone.token_rows(0)) and n == int(batch.mask[i].sum())
         assert torch.equal(batch.pooled[i], alone.pooled[0])
+
+
+def test_int8_left_padding_runs_one_text_per_pass(tiny_model_path, int8):
+    """A tokenizer that pads on the left cannot be cut into passes by length; each text then runs alone, with
+    the same vectors."""
+    import torch
+
+    left = Encoder(tiny_model_path, backend="int8")
+    left.tokenizer.padding_side = "left"
+    a, b = int8.encode(TEXTS), left.encode(TEXTS)
+    assert not torch.equal(a.mask, b.mask)  # the padding really moved
+    for i in range(len(TEXTS)):
+        assert torch.equal(a.token_rows(i), b.token_rows(i)) and torch.equal(a.pooled[i], b.pooled[i])
 
 
 def test_int8_mixed_keeps_the_ffn_down_projections_in_fp32(tiny_model_path):
@@ -57,7 +73,35 @@ def test_int8_mixed_keeps_the_ffn_down_projections_in_fp32(tiny_model_path):
     linear = {n: type(m).__module__ for n, m in quant.model.named_modules() if "Linear" in type(m).__name__}
     ffn_down = [n for n in linear if n.endswith(".output.dense") and ".attention." not in n]
     assert ffn_down and all(type(quant.model.get_submodule(n)) is torch.nn.Linear for n in ffn_down)
-    assert all("quantized" in mod for n, mod in linear.items() if n not in ffn_down)
+    assert all(mod == "jobskills.int8" for n, mod in linear.items() if n not in ffn_down)
+
+
+def test_row_int8_linear_scales_each_row_alone():
+    """A row's output depends on that row only (bit for bit, whatever else is in the pass), and stays within int8
+    rounding of the float layer even beside a row 1,000 times larger, which per-tensor scaling would crush."""
+    import torch
+
+    from jobskills.int8 import RowInt8Linear
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(48, 32)
+    layer = RowInt8Linear(linear)
+    x = torch.randn(5, 48)
+    x[4] *= 1000.0
+    with torch.inference_mode():
+        together = layer(x)
+        alone = torch.cat([layer(x[i : i + 1]) for i in range(5)])
+        ref = linear(x)
+    assert torch.equal(together, alone)
+    rel = (together - ref).norm(dim=1) / ref.norm(dim=1)
+    assert float(rel.max()) < 0.03
+    assert float(rel[:4].max()) > 0  # it does run in int8
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    per_tensor = quantize_dynamic(torch.nn.Sequential(linear), {"0": per_channel_dynamic_qconfig}, dtype=torch.qint8)
+    with torch.inference_mode():
+        crushed = (per_tensor(x)[:4] - ref[:4]).norm(dim=1) / ref[:4].norm(dim=1)
+    assert float(crushed.min()) > 10 * float(rel[:4].max())  # one scale for the pass: the small rows lose their digits
 
 
 def test_the_backend_is_part_of_the_fingerprint(fp32, int8, tiny_model_path):
