@@ -181,6 +181,9 @@ class Encoder:
             (a variant folder made by :func:`jobskills.models.backend_variant`), else ``fp32``.
     """
 
+    #: fp32 on the CPU: a pass takes texts down to this fraction shorter than its longest (see :meth:`encode`)
+    pass_slack: float = 0.2
+
     def __init__(self, path: str | os.PathLike[str], device: str = "cpu", backend: str | None = None) -> None:
         folder = Path(path).expanduser()
         if not folder.is_dir():
@@ -274,7 +277,11 @@ class Encoder:
         return [len(ids) for ids in enc["input_ids"]]
 
     def encode(self, texts: Sequence[str], with_offsets: bool = False) -> Encoded:
-        """Encode one batch in one forward pass (no grad). Longer texts are truncated to ``max_tokens``."""
+        """Encode one batch (no grad). Longer texts are truncated to ``max_tokens``.
+
+        On the CPU the batch runs as passes of texts of about one token count (:meth:`_forward_grouped`): padded
+        positions cost as much as real ones there, and a batch of one job ad's sentences is often half padding.
+        On a GPU it runs as one padded pass."""
         import torch
 
         texts = list(texts)
@@ -283,7 +290,7 @@ class Encoder:
         features = self.model.preprocess(texts)
         features = {k: (v.to(self.device) if hasattr(v, "to") else v) for k, v in features.items()}
         with torch.inference_mode():
-            out = self.model(features) if self.backend == DEFAULT_BACKEND else self._forward_grouped(features)
+            out = self._forward_grouped(features) if self.device == "cpu" else self.model(features)
         mask = out["attention_mask"].bool()
         tokens = out["token_embeddings"].float().masked_fill(~mask.unsqueeze(-1), 0.0)
         enc = Encoded(tokens=tokens, mask=mask, pooled=out["sentence_embedding"].float(), input_ids=out["input_ids"])
@@ -299,22 +306,35 @@ class Encoder:
         return enc
 
     def _forward_grouped(self, features: dict[str, Any]) -> dict[str, Any]:
-        """One forward pass per token count, without padding, then padded back together.
+        """Passes of texts of about one token count, each padded only to its own longest, then padded back together.
 
-        A quantised model's Linear layers are row-wise (:class:`~jobskills.int8.RowInt8Linear`), and a pass without padding
-        has no masked rows, so a text's vectors do not depend on its batch-mates: the index's vectors of a label
-        are the ones a query of that label gets (the index smoke query checks it)."""
+        In fp32 a pass takes texts down to :attr:`pass_slack` shorter than its longest, so few positions are
+        padding and passes stay big enough for several threads; the vectors equal one padded pass's up to float
+        rounding. A quantised model gets one pass per exact token count: its Linear layers are row-wise
+        (:class:`~jobskills.int8.RowInt8Linear`) and such a pass has no padding, so a text's vectors do not depend
+        on its batch-mates, and the index's vectors of a label are the ones a query of that label gets (the index
+        smoke query checks it)."""
         import torch
 
         mask = features["attention_mask"].bool()
         n, width = mask.shape
         lengths = mask.sum(dim=1)
+        if not bool((mask == (torch.arange(width) < lengths.unsqueeze(1))).all()):
+            return self._forward_one_by_one(features)  # left padding: real tokens do not start each row
+        slack = self.pass_slack if self.backend == DEFAULT_BACKEND else 0.0
+        order = torch.argsort(lengths, descending=True, stable=True).tolist()
+        passes: list[list[int]] = []
+        for i in order:
+            if passes and int(lengths[i]) >= (1.0 - slack) * int(lengths[passes[-1][0]]) and (
+                    slack > 0 or int(lengths[i]) == int(lengths[passes[-1][0]])):
+                passes[-1].append(i)
+            else:
+                passes.append([i])
         tokens = None
         pooled: "torch.Tensor | None" = None
-        for length in lengths.unique().tolist():
-            idx = torch.nonzero(lengths == length).flatten()
-            if not bool(mask[idx, :length].all()):  # left padding: rows of one length differ in where they start
-                return self._forward_one_by_one(features)
+        for members in passes:
+            idx = torch.tensor(members)
+            length = int(lengths[members[0]])
             group = {k: (v[idx][:, :length] if torch.is_tensor(v) and v.dim() == 2 and v.shape == (n, width) else v)
                      for k, v in features.items()}
             out = self.model(group)

@@ -53,6 +53,23 @@ def test_int8_vectors_of_a_text_do_not_depend_on_its_batch(int8):
         assert torch.equal(batch.pooled[i], alone.pooled[0])
 
 
+def test_fp32_passes_per_token_count_match_one_padded_pass(fp32):
+    """On the CPU a batch runs without padding, one pass per token count; the vectors are the padded pass's up to
+    float rounding, and each text's match its own pass."""
+    import torch
+
+    grouped = fp32.encode(TEXTS)
+    features = fp32.model.preprocess(TEXTS)
+    with torch.inference_mode():
+        padded = fp32.model(features)
+    mask = grouped.mask
+    assert torch.equal(mask, features["attention_mask"].bool())
+    assert torch.allclose(grouped.tokens[mask], padded["token_embeddings"][mask], atol=1e-5)
+    assert torch.allclose(grouped.pooled, padded["sentence_embedding"], atol=1e-6)
+    for i, text in enumerate(TEXTS):
+        assert torch.allclose(grouped.token_rows(i), fp32.encode([text]).token_rows(0), atol=1e-6)
+
+
 def test_int8_left_padding_runs_one_text_per_pass(tiny_model_path, int8):
     """A tokenizer that pads on the left cannot be cut into passes by length; each text then runs alone, with
     the same vectors."""
