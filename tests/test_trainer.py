@@ -365,3 +365,41 @@ def test_interrupted_training_resumes_from_its_checkpoint(tmp_path, tiny_model_p
     report = train(settings, dataclasses.replace(cfg, resume=True), progress=lambda t, d, n: seen.append(d), esco=esco)
     assert report.steps == 4 and seen[0] == 3  # continued after checkpoint-2, did not start over
     assert (tmp_path / "m" / "modules.json").is_file() and not ckpts.exists()
+
+
+def test_an_interrupted_title_run_resumes_to_the_same_weights(live_home, tmp_path, tiny_model_path, esco):
+    """The titles objective saves its whole state every --save-steps; a run stopped after step 2 of 4 and resumed
+    ends with exactly the weights of an uninterrupted run, refuses to start over without --resume, and leaves no
+    state behind once the model is saved."""
+    from safetensors.torch import load_file
+
+    from jobskills.errors import InputError
+    from trainer.titles import TitleTrainConfig, train_titles
+
+    def cfg(out, **kw):
+        return TitleTrainConfig(base=tiny_model_path, out=str(out), max_pairs=64, batch_size=8, max_steps=4,
+                                save_steps=1, device="cpu", reindex=False, **kw)
+
+    whole = tmp_path / "whole"
+    train_titles(live_home, cfg(whole), esco=esco)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(stage, done, total):
+        if stage == "train" and done == 2:
+            raise Stop
+
+    cut = tmp_path / "cut"
+    with pytest.raises(Stop):
+        train_titles(live_home, cfg(cut), progress=stop_after_two, esco=esco)
+    state = tmp_path / "cut.checkpoints" / "state.pt"
+    assert state.is_file() and not cut.exists()
+    with pytest.raises(InputError, match="--resume"):
+        train_titles(live_home, cfg(cut), esco=esco)
+    report = train_titles(live_home, cfg(cut, resume=True), esco=esco)
+    assert report["steps"] == 4 and not state.parent.exists()
+    a, b = load_file(str(whole / "model.safetensors")), load_file(str(cut / "model.safetensors"))
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    base = load_file(str(Path(tiny_model_path) / "model.safetensors"))
+    assert any(not torch.equal(a[k], base[k]) for k in a)  # the four steps did train

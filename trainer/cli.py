@@ -98,6 +98,8 @@ def train_titles(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     no_reindex: Annotated[bool, typer.Option("--no-reindex", help="Only write the model.")] = False,
+    save_steps: Annotated[int, typer.Option("--save-steps", min=1, help="Save the run's state every N steps (titles objective).")] = 50,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted titles run from its saved state (same --out and settings).")] = False,
     home: HomeOpt = None,
     engine: EngineOpt = None,
     json_out: JsonOpt = False,
@@ -111,7 +113,7 @@ def train_titles(
     cfg = TitleTrainConfig(base=base, out=str(out) if out else None, objective=objective, epochs=epochs, batch_size=batch_size,
                            mini_batch_size=mini_batch_size, lr=lr, max_steps=max_steps, max_pairs=max_pairs,
                            max_skills=max_skills, device=device, dev=str(dev) if dev else None, dev_sample=dev_sample,
-                           seed=seed, reindex=not no_reindex)
+                           seed=seed, reindex=not no_reindex, save_steps=save_steps, resume=resume)
     with progress_bar(not json_out) as update:
         report = run(settings, cfg, progress=update)
     if json_out:

@@ -72,6 +72,10 @@ class TitleTrainConfig:
     hard_negatives: bool = True
     scale: float = 20.0
     freeze_embeddings: bool = True
+    #: ``titles`` objective: save the run's state every this many steps into ``<out>.checkpoints``
+    save_steps: int = 50
+    #: continue an interrupted ``titles`` run from its last saved state (same ``out``)
+    resume: bool = False
 
 
 def _identity_dense(dim: int) -> Any:
@@ -176,15 +180,20 @@ def train_titles(settings: Settings, cfg: TitleTrainConfig, progress: Progress |
     report: dict[str, Any] = {"model": str(out), "objective": cfg.objective, "device": device, "precision": precision,
                               "log": []}
     if cfg.objective == "titles":
+        state = out.with_name(out.name + ".checkpoints") / _STATE
+        if state.is_file() and not cfg.resume:
+            raise InputError(f"{state.parent} holds the state of an interrupted run; pass --resume to continue it, or delete it")
         model = base.model
         if evaluator is not None:
             report["before"] = evaluator.metrics(model)
         started = time.perf_counter()
-        report["pairs"], report["steps"] = _train_title_pairs(model, cfg, esco, device, progress, report["log"])
+        report["pairs"], report["steps"] = _train_title_pairs(model, cfg, esco, device, progress, report["log"], state)
         report["seconds"] = round(time.perf_counter() - started, 1)
         if evaluator is not None:
             report["after"] = evaluator.metrics(model)
-        return _finish(settings, cfg, base, model, out, device, esco, progress, report)
+        report = _finish(settings, cfg, base, model, out, device, esco, progress, report)
+        shutil.rmtree(state.parent, ignore_errors=True)  # the model is saved: the run is over
+        return report
     pairs = title_pairs(esco, max_skills=cfg.max_skills, seed=cfg.seed)
     rng = random.Random(cfg.seed)
     rng.shuffle(pairs)
@@ -245,12 +254,19 @@ def _finish(settings: Settings, cfg: TitleTrainConfig, base: Any, model: Any, ou
     return report
 
 
+_STATE = "state.pt"
+
+
 def _train_title_pairs(model: Any, cfg: TitleTrainConfig, esco: Esco, device: str, progress: Progress | None,
-                       log: list[dict[str, Any]]) -> tuple[int, int]:
+                       log: list[dict[str, Any]], state: Path | None = None) -> tuple[int, int]:
     """The ``titles`` objective: batches of :func:`trainer.data.title_triples` rows, one per occupation in a batch
     (two titles of one occupation would be each other's false negatives), and the loss
     ``(CE(scale * A [P; N]') + CE(scale * P A')) / 2`` over unit vectors: each anchor against every positive and
-    hard negative of the batch, and each positive back against the anchors. Returns (rows made, steps)."""
+    hard negative of the batch, and each positive back against the anchors. Returns (rows made, steps).
+
+    Every ``cfg.save_steps`` steps the whole run (weights, optimiser, schedule, both random generators, the
+    rows and the position in them) goes to ``state``, written atomically; with ``cfg.resume`` a run starts from
+    there and ends with the same weights as an uninterrupted one."""
     import torch
     import torch.nn.functional as F
 
@@ -280,8 +296,21 @@ def _train_title_pairs(model: Any, cfg: TitleTrainConfig, esco: Esco, device: st
 
     model.to(device)
     model.train()
-    made, at = len(rows), 0
-    for step in range(steps):
+    made, at, start = len(rows), 0, 0
+    if cfg.resume and state is not None and state.is_file():
+        saved = torch.load(state, map_location=device, weights_only=False)  # our own file, written below
+        if saved["steps"] != steps or saved["seed"] != cfg.seed:
+            raise InputError(f"{state} is from a run of {saved['steps']} steps with seed {saved['seed']}; "
+                             "resume with the same settings, or delete it")
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["schedule"])
+        rng.setstate(saved["rng"])
+        torch.set_rng_state(saved["torch_rng"])
+        rows, at, made, start = saved["rows"], saved["at"], saved["made"], saved["step"] + 1
+        log[:] = saved["log"]
+        logger.info("resuming the title run at step %d of %d", start, steps)
+    for step in range(start, steps):
         batch, seen = [], set()
         while len(batch) < batch_size:
             if at >= len(rows):  # the next pass: new pairings, new negatives
@@ -306,6 +335,13 @@ def _train_title_pairs(model: Any, cfg: TitleTrainConfig, esco: Esco, device: st
             value = float(loss.detach())
             log.append({"step": step, "loss": round(value, 4), "lr": sched.get_last_lr()[0]})
             logger.info("title step %d: loss %.4f", step, value)
+        if state is not None and cfg.save_steps > 0 and (step + 1) % cfg.save_steps == 0 and step + 1 < steps:
+            state.parent.mkdir(parents=True, exist_ok=True)
+            partial = state.with_name(state.name + ".partial")
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "schedule": sched.state_dict(),
+                        "rng": rng.getstate(), "torch_rng": torch.get_rng_state(), "rows": rows, "at": at,
+                        "made": made, "step": step, "steps": steps, "seed": cfg.seed, "log": list(log)}, partial)
+            os.replace(partial, state)
         if progress:
             progress("train", step + 1, steps)
     model.eval()
