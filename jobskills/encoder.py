@@ -324,9 +324,8 @@ class Encoder:
         slack = self.pass_slack if self.backend == DEFAULT_BACKEND else 0.0
         order = torch.argsort(lengths, descending=True, stable=True).tolist()
         passes: list[list[int]] = []
-        for i in order:
-            if passes and int(lengths[i]) >= (1.0 - slack) * int(lengths[passes[-1][0]]) and (
-                    slack > 0 or int(lengths[i]) == int(lengths[passes[-1][0]])):
+        for i in order:  # longest first: with no slack, a text joins a pass only at its pass's length
+            if passes and int(lengths[i]) >= (1.0 - slack) * int(lengths[passes[-1][0]]):
                 passes[-1].append(i)
             else:
                 passes.append([i])
