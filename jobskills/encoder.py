@@ -313,56 +313,36 @@ class Encoder:
         rounding. A quantised model gets one pass per exact token count: its Linear layers are row-wise
         (:class:`~jobskills.int8.RowInt8Linear`) and such a pass has no padding, so a text's vectors do not depend
         on its batch-mates, and the index's vectors of a label are the ones a query of that label gets (the index
-        smoke query checks it)."""
+        smoke query checks it). A tokenizer that pads on the left gets one pass per text."""
         import torch
 
         mask = features["attention_mask"].bool()
         n, width = mask.shape
         lengths = mask.sum(dim=1)
-        if not bool((mask == (torch.arange(width) < lengths.unsqueeze(1))).all()):
-            return self._forward_one_by_one(features)  # left padding: real tokens do not start each row
-        slack = self.pass_slack if self.backend == DEFAULT_BACKEND else 0.0
-        order = torch.argsort(lengths, descending=True, stable=True).tolist()
-        passes: list[list[int]] = []
-        for i in order:  # longest first: with no slack, a text joins a pass only at its pass's length
-            if passes and int(lengths[i]) >= (1.0 - slack) * int(lengths[passes[-1][0]]):
-                passes[-1].append(i)
-            else:
-                passes.append([i])
+        passes: list[tuple[list[int], "torch.Tensor"]] = []  # (texts, the token positions the pass keeps)
+        if bool((mask == (torch.arange(width) < lengths.unsqueeze(1))).all()):
+            slack = self.pass_slack if self.backend == DEFAULT_BACKEND else 0.0
+            for i in torch.argsort(lengths, descending=True, stable=True).tolist():
+                # longest first: with no slack, a text joins a pass only at its pass's length
+                if passes and int(lengths[i]) >= (1.0 - slack) * len(passes[-1][1]):
+                    passes[-1][0].append(i)
+                else:
+                    passes.append(([i], torch.arange(int(lengths[i]))))
+        else:  # left padding: real tokens do not start each row
+            passes = [([i], torch.nonzero(mask[i]).flatten()) for i in range(n)]
         tokens = None
         pooled: "torch.Tensor | None" = None
-        for members in passes:
+        for members, cols in passes:
             idx = torch.tensor(members)
-            length = int(lengths[members[0]])
-            group = {k: (v[idx][:, :length] if torch.is_tensor(v) and v.dim() == 2 and v.shape == (n, width) else v)
+            group = {k: (v[idx][:, cols] if torch.is_tensor(v) and v.dim() == 2 and v.shape == (n, width) else v)
                      for k, v in features.items()}
             out = self.model(group)
             if tokens is None:
                 tokens = out["token_embeddings"].new_zeros((n, width, out["token_embeddings"].shape[-1]))
                 pooled = out["sentence_embedding"].new_empty((n, out["sentence_embedding"].shape[-1]))
-            tokens[idx, :length] = out["token_embeddings"]
+            tokens[idx.unsqueeze(1), cols.unsqueeze(0)] = out["token_embeddings"]
             pooled[idx] = out["sentence_embedding"]
         return {"token_embeddings": tokens, "sentence_embedding": pooled,
-                "attention_mask": features["attention_mask"], "input_ids": features["input_ids"]}
-
-    def _forward_one_by_one(self, features: dict[str, Any]) -> dict[str, Any]:
-        """One pass per text (any padding side): the fallback of :meth:`_forward_grouped`."""
-        import torch
-
-        mask = features["attention_mask"].bool()
-        n, width = mask.shape
-        tokens = None
-        pooled = []
-        for i in range(n):
-            row = mask[i]
-            one = {k: (v[i : i + 1][:, row] if torch.is_tensor(v) and v.dim() == 2 and v.shape == (n, width) else v)
-                   for k, v in features.items()}
-            per_text = self.model(one)
-            if tokens is None:
-                tokens = per_text["token_embeddings"].new_zeros((n, width, per_text["token_embeddings"].shape[-1]))
-            tokens[i, row] = per_text["token_embeddings"][0]
-            pooled.append(per_text["sentence_embedding"][0])
-        return {"token_embeddings": tokens, "sentence_embedding": torch.stack(pooled),
                 "attention_mask": features["attention_mask"], "input_ids": features["input_ids"]}
 
     def iter_encode(self, texts: Sequence[str], batch_size: int = 64) -> Iterator[tuple[list[int], Encoded]]:

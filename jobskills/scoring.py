@@ -380,16 +380,17 @@ class LowRankBound:
 
 def token_bound_rows(tokens: Tensor, mask: Tensor, skills_unit: Tensor, rows: list[Tensor]) -> list[Tensor]:
     """:func:`token_bound` of only ``rows[i]`` (indices into ``skills_unit``) for sentence ``i``: the exact
-    check after a screen, one small product per sentence."""
-    mask = mask.bool()
+    check after a screen, one small product per sentence over its slice of the batch's unit tokens (normalised
+    once for the batch, as in :func:`token_bound`)."""
+    flat, _ = _real_unit_tokens(tokens, mask)
+    ends = torch.cumsum(mask.bool().sum(dim=1), 0).tolist()
     out = []
+    start = 0
     for i, r in enumerate(rows):
-        if len(r) == 0:
-            out.append(tokens.new_empty(0))
-            continue
-        x = tokens[i][mask[i]]
-        x = x / x.norm(dim=-1, keepdim=True).clamp_min(_EPS)
-        out.append((x @ skills_unit[r].T).amax(dim=0))
+        end = ends[i]
+        out.append(torch.mm(flat[start:end], skills_unit.index_select(0, r).T).amax(dim=0) if len(r)
+                   else tokens.new_empty(0))
+        start = end
     return out
 
 
