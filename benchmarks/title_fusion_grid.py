@@ -6,10 +6,12 @@ Each query takes the top ``--prefetch`` titles by pooled cosine and the top ``--
 prefetches of the Qdrant query; BM25 with the index's own tokenisation, ``avg_len`` and the engine's IDF,
 ``ln((N - n + 0.5) / (n + 0.5) + 1)``), then scores occupations over that union exactly as ``titles()`` does,
 ties broken by URI. ``mean`` (best title cosine over all titles) is the reference row. No index is needed,
-so a grid of many settings costs one encoding of the 31,956 titles.
+so a grid of many settings costs one encoding of the title points: ESCO's 31,956 titles plus, as in the
+default index, the packaged example titles (``--title-examples none`` for ESCO's alone; see
+:mod:`jobskills.title_examples`).
 
-    python benchmarks/title_fusion_grid.py [--model NAME|DIR] [--sample 2000] [--taus 0.03,0.05,0.08]
-        [--weights 0,0.1,0.15,0.2] [--prefetch 200] [--name title_fusion_grid]
+    python benchmarks/title_fusion_grid.py [--model NAME|DIR] [--title-examples SPEC] [--sample 2000]
+        [--taus 0.03,0.05,0.08] [--weights 0,0.1,0.15,0.2] [--prefetch 200] [--name title_fusion_grid]
 
 Writes benchmarks/results/<NAME>.json. Development figures: the dev set made the choice.
 """
@@ -31,6 +33,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=None, help="title model: a packaged name or a folder (default: the packaged title model)")
     ap.add_argument("--home", default=None, help="where a packaged model is laid out (default: the settings' home)")
+    ap.add_argument("--title-examples", default=None, help="example title sets, as `jobskills index --title-examples` (default: the packaged set)")
     ap.add_argument("--bench", default=str(DEV))
     ap.add_argument("--sample", type=int, default=2000, help="titles evenly spread over the file, as `jobskills eval --sample`")
     ap.add_argument("--taus", default="0.03,0.05,0.08")
@@ -45,21 +48,22 @@ def main() -> None:
     from jobskills.config import load_settings
     from jobskills.encoder import Encoder
     from jobskills.esco import load_esco
-    from jobskills.evaluation import load_title_bench
+    from jobskills.evaluation import even_sample, load_title_bench
     from jobskills.lexical import Bm25Encoder
     from jobskills.schema import title_points
+    from jobskills.title_examples import load_title_examples, normalise_title
     from retriever.titles import OccupationFusion, occupation_scores
 
-    settings = load_settings({"home": args.home, "title_model": args.model})
+    settings = load_settings({"home": args.home, "title_model": args.model, "title_examples": args.title_examples})
     encoder = Encoder(settings.title_model_path)
     esco = load_esco()
-    points = title_points(esco)
+    examples = load_title_examples(settings.title_examples, esco.occupations)
+    points = title_points(esco, examples=examples)
     texts = [t for t, _ in points]
     occupations = [p.occupations for _, p in points]
-    rows = load_title_bench(args.bench, set(esco.occupations))
-    if args.sample and args.sample < len(rows):
-        step = len(rows) / args.sample
-        rows = [rows[int(i * step)] for i in range(args.sample)]
+    rows = even_sample(load_title_bench(args.bench, set(esco.occupations)), args.sample or None)
+    example_texts = {t.casefold() for t, p in points if "example" in p.origins}
+    overlap = sum(normalise_title(r.title).casefold() in example_texts for r in rows)
     queries = [r.title.strip() for r in rows]
 
     def encode(xs: list[str]) -> np.ndarray:
@@ -127,7 +131,9 @@ def main() -> None:
         "model": encoder.name,
         "model_fingerprint": encoder.fingerprint,
         "titles": len(texts),
+        "title_examples": [e.to_dict() for e in examples],
         "queries": len(queries),
+        "queries_that_are_example_titles": overlap,
         "prefetch": p,
         "results": results,
         "best": best_key,

@@ -26,6 +26,7 @@ from jobskills.scoring import SCORER_VERSION
 from jobskills.store import BM25, KINDS, TITLE_SCHEMA, IndexPoint, Store
 from jobskills.taxonomy import DEFAULT_TAXONOMY, skills_kind
 from jobskills.threshold import index_threshold
+from jobskills.title_examples import ExampleSet, load_title_examples
 
 if TYPE_CHECKING:
     from jobskills.lexical import Bm25Encoder
@@ -72,9 +73,16 @@ def skill_items(
     return [(t, p.to_dict()) for t, p in skill_points(esco, limit, uris, labels)]
 
 
-def title_items(esco: Esco, limit: int | None = None) -> list[tuple[str, dict[str, Any]]]:
+def title_items(esco: Esco, limit: int | None = None,
+                examples: Sequence[ExampleSet] = ()) -> list[tuple[str, dict[str, Any]]]:
     """(title text, payload dict) per title point: :func:`jobskills.schema.title_points` as stored."""
-    return [(t, p.to_dict()) for t, p in title_points(esco, limit)]
+    return [(t, p.to_dict()) for t, p in title_points(esco, limit, examples)]
+
+
+def _examples_record(examples: Sequence[ExampleSet], points: Sequence[tuple[str, Any]]) -> dict[str, Any]:
+    """What a titles manifest says of its example titles: the sets, and the occupation links they added."""
+    links = sum(p.origins.count("example") for _, p in points if isinstance(p, TitlePayload))
+    return {"sets": [e.to_dict() for e in examples], "links": links}
 
 
 def training_summary(extra: dict[str, Any]) -> dict[str, Any] | None:
@@ -181,7 +189,9 @@ def build_index(
         started = time.perf_counter()
         report.dropped += remove_incomplete(store, kind)
         skills = skill_points(esco, limit, skill_uris, labels) if base_kind == "skills" else []
-        points: Sequence[tuple[str, SkillPayload | TitlePayload]] = skills if base_kind == "skills" else title_points(esco, limit)
+        examples = load_title_examples(settings.title_examples, esco.occupations) if base_kind == "titles" else []
+        points: Sequence[tuple[str, SkillPayload | TitlePayload]] = (
+            skills if base_kind == "skills" else title_points(esco, limit, examples))
         items = [(t, p.to_dict()) for t, p in points]  # what the store holds: the payloads as dicts
         if not items:
             raise StoreError(f"nothing to index for {kind}")
@@ -236,6 +246,7 @@ def build_index(
             title_schema=TITLE_SCHEMA if lexical is not None else None,
             lexical={"vector": BM25, "model": "bm25", "modifier": "idf", "bm25": lexical.settings.to_dict()}
             if lexical is not None else None,
+            title_examples=_examples_record(examples, points) if examples else None,
         ).to_dict()
         store.finalize(kind, version, manifest)
         report.previous[kind] = store.current(kind)

@@ -29,6 +29,7 @@ def index(
     rollback: Annotated[bool, typer.Option("--rollback", help="Switch back to the previous index version instead of building.")] = False,
     taxonomy: TaxonomyOpt = None,
     title_model: Annotated[Optional[str], typer.Option("--title-model", help="Model for the job-title index: a packaged name or a folder, e.g. from `jobskills train-titles` (default: the packaged jobskills-minilm-titles) [env JOBSKILLS_TITLE_MODEL].", show_default=False)] = None,
+    title_examples: Annotated[Optional[str], typer.Option("--title-examples", help="Example job titles the titles index holds besides ESCO's: 'jobbert-validation' (packaged, the default), JSONL files of {title, occupation} lines, comma-separated, or 'none' [env JOBSKILLS_TITLE_EXAMPLES].", show_default=False)] = None,
     labels: Annotated[Optional[str], typer.Option("--labels", help="Skill points: 'preferred' (one per skill) or 'all' (every alternative label too; a skill scores its best label). Default: what the model's config says, else preferred.", show_default=False)] = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -39,7 +40,7 @@ def index(
     from jobskills.taxonomy import DEFAULT_TAXONOMY, load_taxonomy, skills_kind
 
     settings = settings_from(model=model, home=home, engine=engine, device=device, encoder_backend=encoder_backend,
-                             title_model=title_model)
+                             title_model=title_model, title_examples=title_examples)
     custom = taxonomy not in (None, DEFAULT_TAXONOMY)
     kinds = (("skills",) if custom else KINDS) if only is None else (only,)
     if only is not None and only not in KINDS:
@@ -135,6 +136,10 @@ def info(
             f"built {m.created_at}, {len(entry['versions'])} version(s) kept"
             + (f", {m.skills:,} skills as {m.labels} labels" if m.labels == "all" else "")
         )
+        ex = m.title_examples
+        if ex:
+            sets = ", ".join(f"{e['name']} ({e['lines']:,} lines)" for e in ex.get("sets", []))
+            typer.echo(f"  example titles: {sets}; {ex.get('links', 0):,} occupation links")
         t = m.model_training
         if t:
             dev = " ".join(f"{k} {v}" for k, v in (t.get("dev") or {}).items())

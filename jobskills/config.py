@@ -29,6 +29,7 @@ _ENV = {
     "home": "JOBSKILLS_HOME",
     "model": "JOBSKILLS_MODEL",
     "title_model": "JOBSKILLS_TITLE_MODEL",
+    "title_examples": "JOBSKILLS_TITLE_EXAMPLES",
     "engine": "JOBSKILLS_ENGINE",
     "device": "JOBSKILLS_DEVICE",
     "encoder_backend": "JOBSKILLS_ENCODER_BACKEND",
@@ -55,6 +56,9 @@ class Settings:
             :mod:`jobskills.models`); ``None`` means the packaged default, ``jobskills-minilm``.
         title_model: the model of the job-title index (a packaged name or a folder, e.g. from ``jobskills
             train-titles``); ``None``: the packaged ``jobskills-minilm-titles``.
+        title_examples: example job titles the titles index holds besides ESCO's (see
+            :mod:`jobskills.title_examples`): packaged names or JSONL paths, comma-separated, or ``none``;
+            ``None``: the packaged ``jobbert-validation`` set.
         encoder_backend: how the encoder runs the weights: ``fp32``, ``int8`` or ``int8-mixed`` (dynamic int8
             quantisation on the CPU; see :mod:`jobskills.encoder`). An index is bound to the backend that built it.
             ``None``: what the model folder says (a variant folder keeps its backend), else ``fp32``.
@@ -70,6 +74,7 @@ class Settings:
     home: Path = field(default_factory=lambda: Path("~/.jobskills").expanduser())
     model: str | None = None
     title_model: str | None = None
+    title_examples: str | None = None
     engine: str = "edge"
     device: str = "cpu"
     encoder_backend: str | None = None
@@ -92,6 +97,14 @@ class Settings:
             from jobskills.encoder import check_backend  # light: torch is imported only inside its functions
 
             check_backend(self.encoder_backend)
+        if self.title_examples is not None:
+            from jobskills.errors import InputError
+            from jobskills.title_examples import example_names
+
+            try:
+                example_names(self.title_examples)
+            except InputError as exc:
+                raise ConfigError(str(exc)) from None
         if self.threshold is not None and not -1.0 <= self.threshold <= 1.0:
             raise ConfigError(f"threshold {self.threshold} is outside [-1, 1]")
         if self.batch_size < 1:

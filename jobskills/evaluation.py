@@ -25,6 +25,7 @@ Definitions (WorkRB's, so figures compare):
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import re
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from jobskills.scoring import ScoreConfig
 
 __all__ = [
-    "ExtractionExample", "TitleExample", "bench_kind", "load_extraction_bench", "load_title_bench",
+    "ExtractionExample", "TitleExample", "bench_kind", "even_sample", "load_extraction_bench", "load_title_bench",
     "rp_at_k", "reciprocal_rank", "micro_prf", "redundant", "skill_ancestors",
     "ScoredBatch", "Ranker", "exact_batches", "ranking_pass", "ranking_metrics", "threshold_sweep", "best_threshold",
     "calibration_curve", "extraction_report", "dump_lines", "title_metrics", "TITLE_RANK_DEPTH",
@@ -71,12 +72,16 @@ class TitleExample:
 
 
 def _json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Numbered JSON objects of a JSONL file (plain, or gzip when the name ends in ``.gz``)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(f"{path} is not UTF-8 (byte {exc.start})") from None
     except FileNotFoundError:
         raise InputError(f"{path} does not exist") from None
+    except (OSError, EOFError) as exc:  # a damaged .gz
+        raise InputError(f"cannot read {path}: {exc}") from None
     found = False
     for no, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -124,6 +129,16 @@ def load_extraction_bench(path: str | Path, known_uris: Collection[str] | None =
                 raise InputError(f"{path}:{no}: unknown skill URI {unknown[0]} (not in the index)")
         out.append(ExtractionExample(row["text"], tuple(dict.fromkeys(row["skills"])), no))
     return out
+
+
+def even_sample(rows: Sequence[Any], n: int | None) -> list[Any]:
+    """``n`` rows spread evenly over ``rows`` (row ``int(i * len / n)`` for i < n), all of them when ``n`` is None
+    or not smaller: ``eval --sample``'s rule, and the rule that kept the evaluated titles out of the packaged
+    example titles (:mod:`jobskills.title_examples`)."""
+    if n is None or n >= len(rows):
+        return list(rows)
+    step = len(rows) / n
+    return [rows[int(i * step)] for i in range(n)]
 
 
 def load_title_bench(path: str | Path, known_occupations: Collection[str] | None = None) -> list[TitleExample]:

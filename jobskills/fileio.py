@@ -11,18 +11,23 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["atomic_write_text", "repair_jsonl_tail", "disk_usage", "file_sha256"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "repair_jsonl_tail", "disk_usage", "file_sha256"]
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """:func:`atomic_write_bytes` of ``text`` in UTF-8."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write via a temp file in the same folder + fsync + rename. Raises OSError (e.g. disk full) with the
     temp file removed and the old file untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -21,9 +21,10 @@ from jobskills.taxonomy import DEFAULT_TAXONOMY
 
 if TYPE_CHECKING:
     from jobskills.esco import Esco
+    from jobskills.title_examples import ExampleSet
 
 __all__ = [
-    "LEGACY_ESCO", "LABEL_MODES", "canonical_taxonomy", "SkillPayload", "TitlePayload", "Manifest", "check_manifest",
+    "LEGACY_ESCO", "LABEL_MODES", "TITLE_ORIGINS", "canonical_taxonomy", "SkillPayload", "TitlePayload", "Manifest", "check_manifest",
     "skill_points", "title_points",
 ]
 
@@ -87,10 +88,17 @@ class SkillPayload:
         )
 
 
+#: Where a title point's link to an occupation comes from: one of ESCO's titles of the occupation, or an
+#: example title labelled with it (:mod:`jobskills.title_examples`).
+TITLE_ORIGINS = ("esco", "example")
+
+
 @dataclass(frozen=True)
 class TitlePayload:
     """One point of the titles index: a distinct title text (case-insensitive) and every occupation it names,
-    with each occupation's label, ISCO group and whether the text is its preferred label (parallel lists)."""
+    with each occupation's label, ISCO group, whether the text is its preferred label and where the link comes
+    from (``origins``: :data:`TITLE_ORIGINS`; an index from before example titles reads as all ``esco``), as
+    parallel lists."""
 
     text: str
     occupations: tuple[str, ...] = ()
@@ -99,9 +107,10 @@ class TitlePayload:
     preferred: tuple[bool, ...] = ()
     taxonomy: str = DEFAULT_TAXONOMY
     kind: str = "title"
+    origins: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "text": self.text,
             "kind": self.kind,
             "occupations": list(self.occupations),
@@ -110,6 +119,13 @@ class TitlePayload:
             "preferred": list(self.preferred),
             "taxonomy": self.taxonomy,
         }
+        if any(o != "esco" for o in self.origins):  # an ESCO-only point is stored as before
+            out["origins"] = list(self.origins)
+        return out
+
+    def origin(self, j: int) -> str:
+        """Where the link to ``occupations[j]`` comes from (``esco`` for points stored without origins)."""
+        return self.origins[j] if j < len(self.origins) else "esco"
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "TitlePayload":
@@ -123,6 +139,7 @@ class TitlePayload:
             text=data.get("text", ""), occupations=occupations, occupation_labels=padded("occupation_labels", ""),
             isco_groups=padded("isco_groups", ""), preferred=padded("preferred", False),
             taxonomy=canonical_taxonomy(data.get("taxonomy")), kind=data.get("kind", "title"),
+            origins=padded("origins", "esco"),
         )
 
 
@@ -156,25 +173,41 @@ def skill_points(
     return out
 
 
-def title_points(esco: "Esco", limit: int | None = None) -> list[tuple[str, TitlePayload]]:
+def title_points(esco: "Esco", limit: int | None = None,
+                 examples: Sequence["ExampleSet"] = ()) -> list[tuple[str, TitlePayload]]:
     """(title text, payload) per distinct title text (case-insensitive); a title shared by several
-    occupations is one point listing all of them, so equal vectors never tie against each other."""
+    occupations is one point listing all of them, so equal vectors never tie against each other.
+
+    ESCO's titles come first. Each example title (``examples``, whitespace collapsed) then joins the point of
+    its text, adding its occupation with origin ``example`` when the point does not already name it, or
+    becomes a new point; examples of occupations outside ``limit`` are left out."""
+    from jobskills.title_examples import normalise_title
+
     occupations = list(esco.occupations.values())
     if limit is not None:
         occupations = occupations[:limit]
     keep = {o.uri for o in occupations}
-    merged: dict[str, tuple[str, list[Any]]] = {}  # casefolded text -> (first spelling, its occupations)
+    # casefolded text -> (first spelling, its (occupation, preferred, origin) entries)
+    merged: dict[str, tuple[str, list[Any]]] = {}
+
+    def add(text: str, uri: str, preferred: bool, origin: str) -> None:
+        if uri not in keep:
+            return
+        first, entries = merged.setdefault(text.casefold(), (text, []))
+        if all(occ.uri != uri for occ, _, _ in entries):
+            entries.append((esco.occupations[uri], preferred, origin))
+
     for t in esco.titles:
-        if t.occupation_uri not in keep:
-            continue
-        text, entries = merged.setdefault(t.text.casefold(), (t.text, []))
-        if all(occ.uri != t.occupation_uri for occ, _ in entries):
-            entries.append((esco.occupations[t.occupation_uri], t.preferred))
+        add(t.text, t.occupation_uri, t.preferred, "esco")
+    for example_set in examples:
+        for title, uri in example_set.pairs:
+            add(normalise_title(title), uri, False, "example")
     return [
         (text, TitlePayload(
-            text=text, occupations=tuple(o.uri for o, _ in entries), occupation_labels=tuple(o.label for o, _ in entries),
-            isco_groups=tuple(o.isco_group for o, _ in entries), preferred=tuple(p for _, p in entries),
-            taxonomy=esco.name,
+            text=text, occupations=tuple(o.uri for o, _, _ in entries),
+            occupation_labels=tuple(o.label for o, _, _ in entries),
+            isco_groups=tuple(o.isco_group for o, _, _ in entries), preferred=tuple(p for _, p, _ in entries),
+            taxonomy=esco.name, origins=tuple(g for _, _, g in entries),
         ))
         for text, entries in merged.values()
     ]
@@ -182,7 +215,7 @@ def title_points(esco: "Esco", limit: int | None = None) -> list[tuple[str, Titl
 
 # ---------------------------------------------------------------------------------------------------- manifest
 #: Manifest keys written only when they have a value (titles' BM25 settings; ``calibrate``'s record).
-_OPTIONAL = ("title_schema", "lexical", "calibrated_on")
+_OPTIONAL = ("title_schema", "lexical", "title_examples", "calibrated_on")
 
 
 @dataclass(frozen=True)
@@ -219,6 +252,9 @@ class Manifest:
     engine: str | None = None
     title_schema: int | None = None  # titles only; see jobskills.store.TITLE_SCHEMA (missing = schema 1)
     lexical: dict[str, Any] | None = None  # titles only: the BM25 vector's name and settings
+    #: titles only: the example-title sets it holds (``sets``: ExampleSet.to_dict each) and the occupation links
+    #: they added (``links``); None for an index from before example titles or built with none
+    title_examples: dict[str, Any] | None = None
     calibrated_on: dict[str, Any] | None = None  # set by `jobskills calibrate`
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -58,6 +58,7 @@ class AdOccupation:
     skills_score: float | None
     matched_title: str | None
     shared_essential: list[str]
+    matched_origin: str | None = None  # "esco" or "example" (an example vacancy title), as in TitleMatch
 
 
 @dataclass
@@ -189,17 +190,17 @@ def _analyse(r: "Retriever", esco: "Esco", sentences: list, title: str | None, k
             totals[occ] = totals.get(occ, 0.0) + s.score * RELATION_WEIGHT[kind] * idf.get(s.uri, 0.0)
     skill_votes = {occ: t / math.sqrt(n_essential.get(occ, 0) + 1) for occ, t in totals.items() if t > 0}
     # occupations from the title
-    title_votes: dict[str, tuple[float, str]] = {}
+    title_votes: dict[str, tuple[float, str, str]] = {}
     if title and title.strip():
         for m in r.titles(title, k=50, method=title_method):
-            title_votes[m.occupation_uri] = (m.score, m.matched_title)
+            title_votes[m.occupation_uri] = (m.score, m.matched_title, m.matched_origin)
 
     def scaled(values: dict[str, float]) -> dict[str, float]:
         top = max(values.values(), default=0.0)
         return {u: v / top for u, v in values.items()} if top > 0 else {}
 
     s_scaled = scaled(skill_votes)
-    t_scaled = scaled({u: v for u, (v, _) in title_votes.items()})
+    t_scaled = scaled({u: v[0] for u, v in title_votes.items()})
     parts = [p for p in (s_scaled, t_scaled) if p]
     combined: dict[str, float] = {}
     for u in set(s_scaled) | set(t_scaled):
@@ -215,6 +216,7 @@ def _analyse(r: "Retriever", esco: "Esco", sentences: list, title: str | None, k
             skills_score=round(skill_votes[u], 6) if u in skill_votes else None,
             matched_title=title_votes[u][1] if u in title_votes else None,
             shared_essential=[esco.skills[s].label for s in rel if rel[s] == "essential" and s in ad_uris],
+            matched_origin=title_votes[u][2] if u in title_votes else None,
         ))
     missing: list[dict[str, str]] = []
     if occupations:

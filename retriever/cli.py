@@ -188,16 +188,15 @@ def titles(
     for i, m in enumerate(matches, 1):
         why = [f"BM25 {m.lexical_score:.2f}" if m.lexical_score is not None else "",
                f"cos {m.semantic_score:.3f}" if m.semantic_score is not None else ""]
-        typer.echo(f"{i:>3}. {m.score:.4f}  {m.label}  (ISCO {m.isco_group}; via \"{m.matched_title}\"; {m.evidence}"
+        via = "example title" if m.matched_origin == "example" else "via"
+        typer.echo(f"{i:>3}. {m.score:.4f}  {m.label}  (ISCO {m.isco_group}; {via} \"{m.matched_title}\"; {m.evidence}"
                    f"{': ' + ', '.join(w for w in why if w) if any(why) else ''})  {m.occupation_uri}")
 
 
 def _subset(rows: list, limit: int | None, sample: int | None) -> list:
-    rows = rows[:limit]
-    if sample is not None and sample < len(rows):
-        step = len(rows) / sample
-        rows = [rows[int(i * step)] for i in range(sample)]
-    return rows
+    from jobskills.evaluation import even_sample
+
+    return even_sample(rows[:limit], sample)
 
 
 @handle_errors
@@ -236,6 +235,11 @@ def evaluate(
                 warnings.append("the index holds a subset of ESCO; scores are not comparable to a full index")
             examples = _subset(ev.load_title_bench(bench), limit, sample)
             report = ev.evaluate_titles(r, examples, method=method)
+            if report["example_titles"]:
+                warnings.append(
+                    f"{report['example_titles']} of these {len(examples)} titles are example titles of the titles index "
+                    "(jobskills index --title-examples), so not held out; 'without_example_titles' has the figures "
+                    "of the others")
         report["bench"] = str(bench)
         report["subset"] = {"limit": limit, "sample": sample} if (limit or sample) else None
         report["provenance"] = r.provenance()
@@ -256,6 +260,10 @@ def evaluate(
     else:
         typer.echo(f"{report['titles']} titles ({report['method']}): MRR {report['mrr']:.4f}  acc@1 {report['acc@1']:.4f}"
                    f"  acc@5 {report['acc@5']:.4f}  acc@10 {report['acc@10']:.4f}  {report['titles_per_s']:.1f} titles/s")
+        other = report.get("without_example_titles")
+        if other:
+            typer.echo(f"{other['titles']} of them not example titles: MRR {other['mrr']:.4f}  acc@1 {other['acc@1']:.4f}"
+                       f"  acc@5 {other['acc@5']:.4f}  acc@10 {other['acc@10']:.4f}")
 
 
 @handle_errors

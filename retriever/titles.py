@@ -105,7 +105,9 @@ class TitleMatch:
     and the evidence that carried it: ``lexical`` (BM25 ranked a title of it among its best: it shares words
     with the query), ``semantic`` (the embedding did), or ``both``. ``lexical_score`` is the best BM25 score
     (IDF-weighted), ``semantic_score`` the best cosine with the query (``maxsim``: MAX_SIM per query token);
-    each is None where that evidence did not reach the occupation. ``score`` is the method's ranking score:
+    each is None where that evidence did not reach the occupation. ``matched_origin`` says whether the matched
+    title is one of ESCO's titles of the occupation (``esco``) or an example vacancy title labelled with it
+    (``example``, see :mod:`jobskills.title_examples`). ``score`` is the method's ranking score:
     for ``hybrid`` the occupation score of :class:`OccupationFusion` (about a cosine, plus at most
     ``lexical_weight``), for ``rrf`` the fused rank score, comparable only within one answer."""
 
@@ -117,6 +119,7 @@ class TitleMatch:
     evidence: str = "semantic"
     lexical_score: float | None = None
     semantic_score: float | None = None
+    matched_origin: str = "esco"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -207,6 +210,7 @@ class TitleSearch:
                         evidence=evidence,
                         lexical_score=None if lexical is None else round(float(lexical), 6),
                         semantic_score=None if semantic is None else round(float(semantic), 6),
+                        matched_origin=p.origin(j),
                     )
         return sorted(best.values(), key=lambda m: -m.score)[:k]
 
@@ -266,7 +270,7 @@ class TitleSearch:
                 occupation_uri=occ, label=p.occupation_labels[j], isco_group=p.isco_groups[j], score=round(score, 6),
                 matched_title=p.text, evidence="both" if in_lex and in_sem else ("lexical" if in_lex else "semantic"),
                 lexical_score=None if bm is None else round(float(bm), 6),
-                semantic_score=None if cos is None else round(float(cos), 6),
+                semantic_score=None if cos is None else round(float(cos), 6), matched_origin=p.origin(j),
             ))
         return out
 

@@ -122,7 +122,8 @@ def test_a_build_writes_the_contract(tmp_path, encoder, esco):
         report = build_index(settings, store, encoder, esco=esco, limit=3)
         skills = store.manifest("skills", report.versions["skills"])
         titles = store.manifest("titles", report.versions["titles"])
-        assert list(skills) == MANIFEST_KEYS and list(titles) == [*MANIFEST_KEYS, "title_schema", "lexical"]
+        assert list(skills) == MANIFEST_KEYS
+        assert list(titles) == [*MANIFEST_KEYS, "title_schema", "lexical", "title_examples"]  # the packaged set
         assert Manifest.from_dict(skills).to_dict() == skills and Manifest.from_dict(titles).to_dict() == titles
         check_manifest(skills, encoder, DEFAULT_TAXONOMY)
         payloads = [p for _, p, _ in store.scroll("titles", report.versions["titles"], with_mean=False)]

@@ -146,10 +146,16 @@ def test_fused_query_finds_alt_labels_with_a_random_dense_model(retrievers, esco
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_explanation_fields(retrievers, esco, engine):
+    from jobskills.title_examples import load_title_examples, normalise_title
+
     r = retrievers[engine]
-    titles_of = {}
+    titles_of, esco_titles_of = {}, {}
     for t in esco.titles:
         titles_of.setdefault(t.occupation_uri, set()).add(t.text.casefold())
+        esco_titles_of.setdefault(t.occupation_uri, set()).add(t.text.casefold())
+    for example_set in load_title_examples(None):  # the index holds the packaged example titles too
+        for title, uri in example_set.pairs:
+            titles_of.setdefault(uri, set()).add(normalise_title(title).casefold())
     occ = list(esco.occupations.values())[3]
     word = max(occ.label.split(), key=len)
     res = r.titles(word, k=20, method="hybrid")
@@ -160,6 +166,8 @@ def test_explanation_fields(retrievers, esco, engine):
         o = esco.occupations[m.occupation_uri]
         assert m.label == o.label and m.isco_group == o.isco_group and len(m.isco_group) == 4
         assert m.matched_title.casefold() in titles_of[m.occupation_uri]
+        from_esco = m.matched_title.casefold() in esco_titles_of[m.occupation_uri]
+        assert m.matched_origin == ("esco" if from_esco else "example")
         assert m.evidence in ("lexical", "semantic", "both")
         kinds.add(m.evidence)
         assert (m.lexical_score is not None) == (m.evidence in ("lexical", "both"))
