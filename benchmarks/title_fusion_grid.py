@@ -11,7 +11,12 @@ default index, the packaged example titles (``--title-examples none`` for ESCO's
 :mod:`jobskills.title_examples`).
 
     python benchmarks/title_fusion_grid.py [--model NAME|DIR] [--title-examples SPEC] [--sample 2000]
-        [--taus 0.03,0.05,0.08] [--weights 0,0.1,0.15,0.2] [--prefetch 200] [--name title_fusion_grid]
+        [--taus 0.03,0.05,0.08] [--weights 0,0.1,0.15,0.2] [--prefetch 200] [--queries dev|esco-loo]
+        [--name title_fusion_grid]
+
+``--queries esco-loo`` asks clean titles instead of the vacancy titles: ``--sample`` of ESCO's own
+alternative labels that name one occupation (seeded), each ranked with its own point left out, a stand-in for
+users who type ESCO-like titles, to see what example titles cost them.
 
 Writes benchmarks/results/<NAME>.json. Development figures: the dev set made the choice.
 """
@@ -39,6 +44,7 @@ def main() -> None:
     ap.add_argument("--taus", default="0.03,0.05,0.08")
     ap.add_argument("--weights", default="0,0.1,0.15,0.2")
     ap.add_argument("--prefetch", type=int, default=200)
+    ap.add_argument("--queries", choices=("dev", "esco-loo"), default="dev")
     ap.add_argument("--name", default="title_fusion_grid")
     args = ap.parse_args()
 
@@ -48,7 +54,7 @@ def main() -> None:
     from jobskills.config import load_settings
     from jobskills.encoder import Encoder
     from jobskills.esco import load_esco
-    from jobskills.evaluation import even_sample, load_title_bench
+    from jobskills.evaluation import TitleExample, even_sample, load_title_bench
     from jobskills.lexical import Bm25Encoder
     from jobskills.schema import title_points
     from jobskills.title_examples import load_title_examples, normalise_title
@@ -61,15 +67,28 @@ def main() -> None:
     points = title_points(esco, examples=examples)
     texts = [t for t, _ in points]
     occupations = [p.occupations for _, p in points]
-    rows = even_sample(load_title_bench(args.bench, set(esco.occupations)), args.sample or None)
+    left_out: list[int | None]
+    if args.queries == "dev":
+        rows = even_sample(load_title_bench(args.bench, set(esco.occupations)), args.sample or None)
+        left_out = [None] * len(rows)
+    else:  # ESCO alternative labels of one occupation, each without its own point (the same ones with or without examples)
+        rng = np.random.default_rng(0)
+        pool = [(t, p.occupations[0]) for t, p in title_points(esco) if len(p.occupations) == 1 and not p.preferred[0]]
+        picked = [pool[int(i)] for i in rng.choice(len(pool), size=min(args.sample, len(pool)), replace=False)]
+        position = {t.casefold(): j for j, t in enumerate(texts)}
+        left_out = [position[t.casefold()] for t, _ in picked]
+        rows = [TitleExample(t, occ, j) for (t, occ), j in zip(picked, left_out)]
     example_texts = {t.casefold() for t, p in points if "example" in p.origins}
-    overlap = sum(normalise_title(r.title).casefold() in example_texts for r in rows)
+    overlap = sum(normalise_title(r.title).casefold() in example_texts for r in rows) if args.queries == "dev" else 0
     queries = [r.title.strip() for r in rows]
 
     def encode(xs: list[str]) -> np.ndarray:
         return np.concatenate([encoder.encode(xs[i : i + 256]).pooled.numpy() for i in range(0, len(xs), 256)])
 
     cos = encode(queries) @ encode(texts).T
+    for qi, j in enumerate(left_out):
+        if j is not None:
+            cos[qi, j] = -np.inf
 
     bm25 = Bm25Encoder.fitted(texts)
     postings: dict[int, tuple[list[int], list[float]]] = {}
@@ -86,6 +105,8 @@ def main() -> None:
         for term, weight in zip(*bm25.query(q)):
             if term in index:
                 np.add.at(lexical[qi], index[term][0], weight * index[term][1])
+        if left_out[qi] is not None:
+            lexical[qi, left_out[qi]] = 0.0
 
     def metrics(ranks: list[int]) -> dict[str, float]:
         r = np.asarray(ranks, dtype=np.float64)
@@ -133,6 +154,7 @@ def main() -> None:
         "titles": len(texts),
         "title_examples": [e.to_dict() for e in examples],
         "queries": len(queries),
+        "query_set": args.queries,
         "queries_that_are_example_titles": overlap,
         "prefetch": p,
         "results": results,

@@ -6,12 +6,13 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "repair_jsonl_tail", "disk_usage", "file_sha256"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "partial_folder", "publish_folder", "repair_jsonl_tail", "disk_usage", "file_sha256"]
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -34,6 +35,25 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def partial_folder(out: str | os.PathLike[str]) -> Path:
+    """An empty ``<out>.partial`` folder beside ``out`` (a leftover of a killed run is cleared): a model is
+    written there whole, then :func:`publish_folder` renames it into place, so ``out`` is never half-written."""
+    out = Path(out)
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    return partial
+
+
+def publish_folder(partial: str | os.PathLike[str], out: str | os.PathLike[str]) -> None:
+    """Rename a finished :func:`partial_folder` onto ``out``, which must be absent or an empty folder (the
+    callers check that before they start, so no command overwrites a folder it did not create)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():
+        out.rmdir()  # empty, or OSError: never replace somebody's files
+    os.replace(partial, out)
 
 
 def repair_jsonl_tail(

@@ -165,6 +165,9 @@ class Retriever:
             "index_version": self.skills.version,
             "titles_version": self._titles_pinned[0] if self._titles_pinned else None,
             "title_model": self._titles_pinned[1].get("model_name") if self._titles_pinned else None,
+            # the example-title sets of the titles index (names), [] when it holds none
+            "title_examples": [e.get("name") for e in ((self._titles_pinned[1].get("title_examples") or {}).get("sets") or [])]
+            if self._titles_pinned else None,
             "candidates": self.candidates,
         }
 

@@ -397,6 +397,9 @@ def test_an_interrupted_title_run_resumes_to_the_same_weights(live_home, tmp_pat
     assert state.is_file() and not cut.exists()
     with pytest.raises(InputError, match="--resume"):
         train_titles(live_home, cfg(cut), esco=esco)
+    with pytest.raises(InputError, match=r"lr 5e-05 \(now 0\.001\); resume with the same settings"):
+        train_titles(live_home, cfg(cut, resume=True, lr=1e-3), esco=esco)  # another learning rate: refused
+    assert state.is_file()  # and the saved state is still there
     report = train_titles(live_home, cfg(cut, resume=True), esco=esco)
     assert report["steps"] == 4 and not state.parent.exists()
     a, b = load_file(str(whole / "model.safetensors")), load_file(str(cut / "model.safetensors"))

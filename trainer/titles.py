@@ -36,7 +36,7 @@ from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 from jobskills.config import Settings
 from jobskills.errors import InputError, JobskillsError, TrainError
 from jobskills.esco import Esco, load_esco
-from jobskills.fileio import atomic_write_text
+from jobskills.fileio import atomic_write_text, partial_folder, publish_folder
 from trainer.common import Progress, ProgressCallback, base_model, quiet, training_device
 from trainer.data import occupation_titles, title_pairs, title_triples
 
@@ -231,8 +231,7 @@ def _finish(settings: Settings, cfg: TitleTrainConfig, base: Any, model: Any, ou
             progress: Progress | None, report: dict[str, Any]) -> dict[str, Any]:
     """Save the trained model atomically (``.partial`` then rename) with its provenance, then rebuild the
     titles index with it unless ``cfg.reindex`` is off."""
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    partial = partial_folder(out)
     model.save(str(partial))
     meta = {"role": "titles", "base_model": base.path, "base_fingerprint": base.fingerprint,
             "training": asdict(cfg), "metrics": {k: report.get(k) for k in ("before", "after")},
@@ -241,10 +240,7 @@ def _finish(settings: Settings, cfg: TitleTrainConfig, base: Any, model: Any, ou
     if cfg.objective == "skills":
         meta["route"] = TITLE_ROUTE
     atomic_write_text(partial / "jobskills_config.json", json.dumps(meta, indent=2, sort_keys=True))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists():
-        out.rmdir()
-    os.replace(partial, out)
+    publish_folder(partial, out)
     if cfg.reindex:
         try:
             report["index"] = _reindex_titles(settings, out, device, esco, progress)
@@ -255,6 +251,13 @@ def _finish(settings: Settings, cfg: TitleTrainConfig, base: Any, model: Any, ou
 
 
 _STATE = "state.pt"
+
+
+def _run_shape(cfg: TitleTrainConfig, steps: int) -> dict[str, Any]:
+    """The settings a saved title run must share with the run that resumes it: all that shape its batches,
+    its updates and its schedule (the base model is checked by loading its weights into the same layers)."""
+    return {"steps": steps, "seed": cfg.seed, "batch_size": cfg.batch_size, "lr": cfg.lr, "max_pairs": cfg.max_pairs,
+            "hard_negatives": cfg.hard_negatives, "scale": cfg.scale, "freeze_embeddings": cfg.freeze_embeddings}
 
 
 def _train_title_pairs(model: Any, cfg: TitleTrainConfig, esco: Esco, device: str, progress: Progress | None,
@@ -297,11 +300,15 @@ def _train_title_pairs(model: Any, cfg: TitleTrainConfig, esco: Esco, device: st
     model.to(device)
     model.train()
     made, at, start = len(rows), 0, 0
+    shape = _run_shape(cfg, steps)
     if cfg.resume and state is not None and state.is_file():
         saved = torch.load(state, map_location=device, weights_only=False)  # our own file, written below
-        if saved["steps"] != steps or saved["seed"] != cfg.seed:
-            raise InputError(f"{state} is from a run of {saved['steps']} steps with seed {saved['seed']}; "
-                             "resume with the same settings, or delete it")
+        # a state from before the full record carries only its steps and seed
+        before = saved.get("shape") or {"steps": saved["steps"], "seed": saved["seed"]}
+        changed = [k for k in before if before[k] != shape.get(k)]
+        if changed:
+            said = ", ".join(f"{k} {before[k]!r} (now {shape.get(k)!r})" for k in changed)
+            raise InputError(f"{state} is from a run with {said}; resume with the same settings, or delete it")
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         sched.load_state_dict(saved["schedule"])
@@ -340,7 +347,8 @@ def _train_title_pairs(model: Any, cfg: TitleTrainConfig, esco: Esco, device: st
             partial = state.with_name(state.name + ".partial")
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "schedule": sched.state_dict(),
                         "rng": rng.getstate(), "torch_rng": torch.get_rng_state(), "rows": rows, "at": at,
-                        "made": made, "step": step, "steps": steps, "seed": cfg.seed, "log": list(log)}, partial)
+                        "made": made, "step": step, "steps": steps, "seed": cfg.seed, "shape": shape,
+                        "log": list(log)}, partial)
             os.replace(partial, state)
         if progress:
             progress("train", step + 1, steps)

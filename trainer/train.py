@@ -33,7 +33,7 @@ from jobskills.config import Settings
 from jobskills.errors import InputError, JobskillsError, TrainError
 from jobskills.esco import Esco, load_esco
 from jobskills.evaluation import Ranker
-from jobskills.fileio import atomic_write_text
+from jobskills.fileio import atomic_write_text, partial_folder, publish_folder
 from jobskills.modelconfig import ModelConfig, load_model_config, save_model_config
 from jobskills.scoring import SCORER_VERSION, ScoreConfig
 from jobskills.taxonomy import DEFAULT_TAXONOMY
@@ -316,8 +316,7 @@ def train(settings: Settings, cfg: TrainConfig, progress: Progress | None = None
     report.best_checkpoint = trainer.state.best_model_checkpoint
 
     # ---- model folder (written whole, then renamed into place)
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    partial = partial_folder(out)
     model.max_seq_length = serve_length
     model.eval()
     model.save(str(partial))
@@ -352,10 +351,7 @@ def train(settings: Settings, cfg: TrainConfig, progress: Progress | None = None
     model_cfg = ModelConfig(score=base_cfg.score, threshold=threshold, threshold_source=source, extra=meta)
     save_model_config(partial, model_cfg if taxonomy == DEFAULT_TAXONOMY else ModelConfig(score=base_cfg.score, extra=meta))
     atomic_write_text(partial / "jobskills_train_report.json", json.dumps(report.to_dict(), indent=2, default=str))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists():
-        out.rmdir()  # empty (checked above)
-    os.replace(partial, out)
+    publish_folder(partial, out)  # out is absent or empty (checked above)
     if taxonomy != DEFAULT_TAXONOMY:  # a threshold belongs to (model, taxonomy): keep it in this home
         from jobskills.encoder import model_fingerprint
         from jobskills.modelconfig import calibration_path
