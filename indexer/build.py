@@ -160,6 +160,7 @@ def build_index(
     skill_uris: Sequence[str] | None = None,
     publish: bool = True,
     labels: str | None = None,
+    title_examples: str | None = None,
 ) -> BuildReport:
     """Build and publish new versions of ``kinds``.
 
@@ -170,6 +171,8 @@ def build_index(
         keep: previous complete versions kept for rollback (older ones are dropped).
         labels: ``preferred`` (a point per skill) or ``all`` (label expansion, see :func:`skill_items`);
             default: the model config's ``labels`` (chosen on the dev set with the model), else ``preferred``.
+        title_examples: the example-title sets of the titles index, as the ``title_examples`` setting
+            (:mod:`jobskills.title_examples`); default: the settings' value.
         publish: False builds and finalizes every kind without switching any alias; :func:`publish_all`
             then switches them one right after the other (the trainer's path: nothing changes for
             searches until every new collection is complete and smoke-tested).
@@ -189,7 +192,8 @@ def build_index(
         started = time.perf_counter()
         report.dropped += remove_incomplete(store, kind)
         skills = skill_points(esco, limit, skill_uris, labels) if base_kind == "skills" else []
-        examples = load_title_examples(settings.title_examples, esco.occupations) if base_kind == "titles" else []
+        spec = title_examples if title_examples is not None else settings.title_examples
+        examples = load_title_examples(spec, esco.occupations) if base_kind == "titles" else []
         points: Sequence[tuple[str, SkillPayload | TitlePayload]] = (
             skills if base_kind == "skills" else title_points(esco, limit, examples))
         items = [(t, p.to_dict()) for t, p in points]  # what the store holds: the payloads as dicts

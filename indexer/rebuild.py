@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 def live_shape(store: Store, kind: str) -> dict[str, Any]:
     """How the live version of ``kind`` (a store kind: ``skills``, ``skills_<taxonomy>``, ``titles``) was built
-    (a ``--limit``, a skill subset, its label mode), as :func:`indexer.build.build_index` options, so a rebuild
+    (a ``--limit``, a skill subset, its label mode, the titles' example sets), as :func:`indexer.build.build_index` options, so a rebuild
     with another model keeps that shape. Empty when nothing is live."""
     found = store.current_manifest(kind)
     if found is None:
@@ -43,6 +43,9 @@ def live_shape(store: Store, kind: str) -> dict[str, Any]:
         shape["skill_uris"] = sorted({p["uri"] for _, p, _ in store.scroll(kind, version, with_mean=False)}, key=str)
     if manifest.labels and kind != "titles":
         shape["labels"] = manifest.labels
+    if kind == "titles":  # the same example titles (none for an index from before them)
+        sets = (manifest.title_examples or {}).get("sets") or []
+        shape["title_examples"] = ",".join(str(e["name"]) for e in sets) or "none"
     return shape
 
 
@@ -72,11 +75,12 @@ class Rebuild:
         return self
 
     def build(self, kind: str, encoder: Encoder, *, limit: int | None = None, skill_uris: Sequence[str] | None = None,
-              labels: str | None = None, threshold: float | None = None) -> BuildReport:
+              labels: str | None = None, threshold: float | None = None, title_examples: str | None = None) -> BuildReport:
         """Write, verify and finalize a new version of ``kind`` (``skills`` or ``titles``) with ``encoder``,
         unpublished; the options are :func:`indexer.build.build_index`'s."""
         built = build_index(self.settings, self.store, encoder, self.esco, kinds=(kind,), limit=limit, threshold=threshold,
-                            keep=self.keep, progress=self.progress, skill_uris=skill_uris, labels=labels, publish=False)
+                            keep=self.keep, progress=self.progress, skill_uris=skill_uris, labels=labels, publish=False,
+                            title_examples=title_examples)
         self.report.merge(built)
         return built
 

@@ -193,7 +193,7 @@ def title_points(esco: "Esco", limit: int | None = None,
     def add(text: str, uri: str, preferred: bool, origin: str) -> None:
         if uri not in keep:
             return
-        first, entries = merged.setdefault(text.casefold(), (text, []))
+        _, entries = merged.setdefault(text.casefold(), (text, []))
         if all(occ.uri != uri for occ, _, _ in entries):
             entries.append((esco.occupations[uri], preferred, origin))
 

@@ -42,8 +42,8 @@ def normalise_title(text: str) -> str:
 
 @dataclass(frozen=True)
 class ExampleSet:
-    """One example file: its name (a packaged name or the path given), its SHA-256, and its (title,
-    occupation URI) pairs in file order."""
+    """One example file: its name (a packaged name, or the file's absolute path), its SHA-256, and its
+    (title, occupation URI) pairs in file order."""
 
     name: str
     path: Path
@@ -82,5 +82,7 @@ def load_title_examples(spec: str | None, known_occupations: Collection[str] | N
             raise InputError(f"title examples {name!r}: no such file or packaged set (packaged: {known}; or 'none')")
         rows = load_title_bench(path, known_occupations)
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        out.append(ExampleSet(name, path, digest, tuple((r.title, r.occupation) for r in rows)))
+        # a file is recorded by its absolute path, so a rebuild from another folder finds it again
+        recorded = name if name in PACKAGED_EXAMPLES else str(path.resolve())
+        out.append(ExampleSet(recorded, path, digest, tuple((r.title, r.occupation) for r in rows)))
     return out

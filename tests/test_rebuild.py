@@ -76,7 +76,7 @@ def test_a_rebuild_like_live_keeps_the_live_shape(tmp_path, tiny_encoder, esco):
         rb.build("titles", tiny_encoder, limit=4)
     with open_store(settings) as store:
         assert live_shape(store, "skills") == {"skill_uris": sorted(subset), "labels": "all"}
-        assert live_shape(store, "titles") == {"limit": 4}
+        assert live_shape(store, "titles") == {"limit": 4, "title_examples": "jobbert-validation"}
         assert live_shape(store, "skills_it") == {}  # nothing live: no shape
         before = {k: store.current_manifest(k)[1]["count"] for k in ("skills", "titles")}
         with Rebuild(settings, store, esco) as rb:
@@ -86,3 +86,10 @@ def test_a_rebuild_like_live_keeps_the_live_shape(tmp_path, tiny_encoder, esco):
             version, manifest = store.current_manifest(kind)
             assert version == rb.report.versions[kind] and manifest["count"] == before[kind]
         assert {p["uri"] for _, p, _ in store.scroll("skills", rb.report.versions["skills"], with_mean=False)} == set(subset)
+        # a titles index built without example titles is rebuilt without them, whatever the settings say
+        with Rebuild(settings, store, esco) as rb:
+            rb.build("titles", tiny_encoder, limit=4, title_examples="none")
+        assert live_shape(store, "titles") == {"limit": 4, "title_examples": "none"}
+        with Rebuild(settings, store, esco) as rb:
+            rb.build_like_live("titles", tiny_encoder)
+        assert "title_examples" not in store.current_manifest("titles")[1]

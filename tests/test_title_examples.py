@@ -121,7 +121,7 @@ def test_an_example_title_is_found_and_said_to_be_one(tmp_path, encoder, esco):
         report = build_index(settings, store, encoder, esco=esco, kinds=("titles",), limit=40)
         manifest = Manifest.from_dict(store.manifest("titles", report.versions["titles"]))
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        assert manifest.title_examples == {"sets": [{"name": str(path), "sha256": digest, "lines": 1}], "links": 1}
+        assert manifest.title_examples == {"sets": [{"name": str(path.resolve()), "sha256": digest, "lines": 1}], "links": 1}
         with Retriever(settings, store=store, encoder=encoder) as r:
             for method in ("hybrid", "mean", "lexical"):
                 best = r.titles(ODD_TITLE.lower(), k=3, method=method)[0]
