@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -171,6 +172,21 @@ class Encoded:
         return self.tokens[i][self.mask[i]]
 
 
+_TOKENIZER_LOCKS_GUARD = threading.Lock()
+
+
+def _tokenizer_lock(tokenizer: Any) -> threading.Lock:
+    """One lock per tokenizer object, shared by every Encoder over it (``Encoder.wrap`` reuses a model's)."""
+    lock = getattr(tokenizer, "_jobskills_lock", None)
+    if lock is None:
+        with _TOKENIZER_LOCKS_GUARD:
+            lock = getattr(tokenizer, "_jobskills_lock", None)
+            if lock is None:
+                lock = threading.Lock()
+                tokenizer._jobskills_lock = lock
+    return lock
+
+
 class Encoder:
     """A sentence-transformers model loaded from a local folder.
 
@@ -271,9 +287,24 @@ class Encoder:
             self._fingerprint = backend_fingerprint(model_fingerprint(self.path), self.backend)
         return self._fingerprint
 
+    @property
+    def _tokenizing(self) -> threading.Lock:
+        """The lock every call of this tokenizer holds. A fast tokenizer keeps its padding and truncation
+        settings in shared state that each call resets, so two threads calling it with different settings (a
+        server counting a request's tokens while its batch worker encodes) can get ragged, unpadded output."""
+        return _tokenizer_lock(self.tokenizer)
+
+    def token_offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        """Character offsets of each text's tokens, no special tokens, nothing truncated."""
+        with self._tokenizing:
+            tok = self.tokenizer(list(texts), add_special_tokens=False, truncation=False, return_offsets_mapping=True,
+                                 verbose=False)
+        return list(tok["offset_mapping"])
+
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Token count of each text, specials included, before truncation."""
-        enc = self.tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)
+        with self._tokenizing:
+            enc = self.tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)
         return [len(ids) for ids in enc["input_ids"]]
 
     def encode(self, texts: Sequence[str], with_offsets: bool = False) -> Encoded:
@@ -287,7 +318,8 @@ class Encoder:
         texts = list(texts)
         if not texts:
             raise ValueError("encode() needs at least one text")
-        features = self.model.preprocess(texts)
+        with self._tokenizing:
+            features = self.model.preprocess(texts)
         features = {k: (v.to(self.device) if hasattr(v, "to") else v) for k, v in features.items()}
         with torch.inference_mode():
             out = self._forward_grouped(features) if self.device == "cpu" else self.model(features)
@@ -295,9 +327,10 @@ class Encoder:
         tokens = out["token_embeddings"].float().masked_fill(~mask.unsqueeze(-1), 0.0)
         enc = Encoded(tokens=tokens, mask=mask, pooled=out["sentence_embedding"].float(), input_ids=out["input_ids"])
         if with_offsets:
-            tok = self.tokenizer(
-                texts, truncation=True, max_length=self.max_tokens, return_offsets_mapping=True, padding=False
-            )
+            with self._tokenizing:
+                tok = self.tokenizer(
+                    texts, truncation=True, max_length=self.max_tokens, return_offsets_mapping=True, padding=False
+                )
             enc.offsets = [[(int(a), int(b)) for a, b in row] for row in tok["offset_mapping"]]
             enc.word_ids = [tok.word_ids(i) for i in range(len(texts))]
             for i, row in enumerate(tok["input_ids"]):

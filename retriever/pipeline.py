@@ -239,11 +239,10 @@ class Retriever:
         if not spans:
             return []
         limit = self.encoder.max_tokens - 2
-        tok = self.encoder.tokenizer([text[a:b] for a, b in spans], add_special_tokens=False, truncation=False,
-                                     return_offsets_mapping=True, verbose=False)
+        token_offsets = self.encoder.token_offsets([text[a:b] for a, b in spans])
         specials = self.encoder.tokenizer.num_special_tokens_to_add(pair=False)
         out: list[tuple[int, int]] = []
-        for (a, b), offsets in zip(spans, tok["offset_mapping"]):
+        for (a, b), offsets in zip(spans, token_offsets):
             if len(offsets) + specials <= limit + 2:
                 out.append((a, b))
                 continue
