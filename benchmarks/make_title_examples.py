@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from jobskills.evaluation import even_sample, load_title_bench  # noqa: E402
-from jobskills.fileio import atomic_write_bytes  # noqa: E402
+from jobskills.fileio import atomic_write_bytes, file_sha256  # noqa: E402
 
 OUT = ROOT / "jobskills" / "data" / "titles" / "jobbert_validation_examples.jsonl.gz"
 SAMPLE = 2000
@@ -45,7 +45,7 @@ def main() -> None:
     if not OUT.exists():
         atomic_write_bytes(OUT, data)
     print(json.dumps({"file": str(OUT.relative_to(ROOT)), "sha256": hashlib.sha256(data).hexdigest(),
-                      "source_sha256": hashlib.sha256(args.bench.read_bytes()).hexdigest(), "source_lines": len(rows),
+                      "source_sha256": file_sha256(args.bench), "source_lines": len(rows),
                       "held_out_for_eval": len(held), "examples": len(kept),
                       "occupations": len({r.occupation for r in kept})}, indent=1))
 

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from jobskills.errors import IndexMismatchError, StoreError
 from jobskills.esco import ESCO_VERSION
 from jobskills.taxonomy import DEFAULT_TAXONOMY
+from jobskills.title_examples import ExampleSet, normalise_title
 
 if TYPE_CHECKING:
     from jobskills.esco import Esco
-    from jobskills.title_examples import ExampleSet
 
 __all__ = [
     "LEGACY_ESCO", "LABEL_MODES", "TITLE_ORIGINS", "canonical_taxonomy", "SkillPayload", "TitlePayload", "Manifest", "check_manifest",
@@ -174,15 +174,13 @@ def skill_points(
 
 
 def title_points(esco: "Esco", limit: int | None = None,
-                 examples: Sequence["ExampleSet"] = ()) -> list[tuple[str, TitlePayload]]:
+                 examples: Sequence[ExampleSet] = ()) -> list[tuple[str, TitlePayload]]:
     """(title text, payload) per distinct title text (case-insensitive); a title shared by several
     occupations is one point listing all of them, so equal vectors never tie against each other.
 
     ESCO's titles come first. Each example title (``examples``, whitespace collapsed) then joins the point of
     its text, adding its occupation with origin ``example`` when the point does not already name it, or
     becomes a new point; examples of occupations outside ``limit`` are left out."""
-    from jobskills.title_examples import normalise_title
-
     occupations = list(esco.occupations.values())
     if limit is not None:
         occupations = occupations[:limit]

@@ -16,12 +16,12 @@ This module stays light (no torch).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Collection
 
 from jobskills.errors import InputError
+from jobskills.fileio import file_sha256
 
 __all__ = ["PACKAGED_EXAMPLES", "DEFAULT_TITLE_EXAMPLES", "NO_EXAMPLES", "ExampleSet", "example_names",
            "load_title_examples", "normalise_title"]
@@ -81,7 +81,7 @@ def load_title_examples(spec: str | None, known_occupations: Collection[str] | N
             known = ", ".join(sorted(PACKAGED_EXAMPLES))
             raise InputError(f"title examples {name!r}: no such file or packaged set (packaged: {known}; or 'none')")
         rows = load_title_bench(path, known_occupations)
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = file_sha256(path)
         # a file is recorded by its absolute path, so a rebuild from another folder finds it again
         recorded = name if name in PACKAGED_EXAMPLES else str(path.resolve())
         out.append(ExampleSet(recorded, path, digest, tuple((r.title, r.occupation) for r in rows)))
