@@ -31,8 +31,9 @@ HomeOpt = Annotated[Optional[Path], typer.Option("--home", help="Folder of the e
 EngineOpt = Annotated[Optional[str], typer.Option("--engine", help="Embedded engine: edge (default), local (qdrant-client local mode), memory. QDRANT_URL overrides it.", show_default=False)]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda or auto [env JOBSKILLS_DEVICE].", show_default=False)]
 EncoderBackendOpt = Annotated[Optional[str], typer.Option(
-    "--encoder-backend", help="fp32, int8 or int8-mixed: int8 runs the encoder's Linear layers in dynamic int8 on the CPU "
-    "(faster, slightly less accurate; see benchmarks/README.md). An index answers only with the backend that built it "
+    "--encoder-backend", help="fp32, int8, int8-mixed or onnx-int8: int8 runs the encoder's Linear layers in int8 on the CPU, "
+    "onnx-int8 runs the transformer in ONNX Runtime with int8 weights (needs the onnx extra); both are faster and "
+    "slightly less accurate (see benchmarks/README.md). An index answers only with the backend that built it "
     "[env JOBSKILLS_ENCODER_BACKEND; default: the index's, else fp32].", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout (no progress bars).")]
 TaxonomyOpt = Annotated[Optional[str], typer.Option("--taxonomy", help="Skill taxonomy: esco-1.1.0 (built-in, default) or one added with `jobskills taxonomy add`.", show_default=False)]

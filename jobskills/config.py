@@ -59,8 +59,8 @@ class Settings:
         title_examples: example job titles the titles index holds besides ESCO's (see
             :mod:`jobskills.title_examples`): packaged names or JSONL paths, comma-separated, or ``none``;
             ``None``: the packaged ``jobbert-validation`` set.
-        encoder_backend: how the encoder runs the weights: ``fp32``, ``int8`` or ``int8-mixed`` (dynamic int8
-            quantisation on the CPU; see :mod:`jobskills.encoder`). An index is bound to the backend that built it.
+        encoder_backend: how the encoder runs the weights: ``fp32``, ``int8``, ``int8-mixed`` (int8 Linear layers in
+            torch) or ``onnx-int8`` (ONNX Runtime, int8 weights), all on the CPU; see :mod:`jobskills.encoder`. An index is bound to the backend that built it.
             ``None``: what the model folder says (a variant folder keeps its backend), else ``fp32``.
         engine: embedded engine when ``qdrant_url`` is unset (see :data:`ENGINES`).
         qdrant_url: a Qdrant server or cluster; when set the embedded engines are not used.

@@ -9,8 +9,9 @@ Backends (:data:`BACKENDS`) trade a little accuracy for CPU speed: ``fp32`` runs
 ``int8`` and ``int8-mixed`` run the transformer's Linear layers in int8 (:class:`jobskills.int8.RowInt8Linear`: per-channel
 weights, each token's activations scaled by its own range) at load time, ``int8-mixed`` keeping the
 feed-forward down-projections in fp32 (their inputs, after GELU, have the outliers int8 handles worst).
-A quantised model runs each batch as a few passes without padding, one per token count, so a text's vectors
-are the same in any batch, bit for bit.
+``onnx-int8`` runs the transformer in ONNX Runtime with int8 weights (:mod:`jobskills.onnx_int8`, the ``onnx``
+extra), one text per run. A quantised model runs each batch as a few passes without padding, one per token
+count, so a text's vectors are the same in any batch, bit for bit.
 A backend changes every vector, so it is part of the encoder's :attr:`Encoder.fingerprint`: an index
 built with one backend is refused by an encoder with another.
 """
@@ -38,13 +39,15 @@ logger = logging.getLogger(__name__)
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 
 #: Encoder backends: how the same weights are run (see the module docstring).
-BACKENDS = ("fp32", "int8", "int8-mixed")
+BACKENDS = ("fp32", "int8", "int8-mixed", "onnx-int8")
 DEFAULT_BACKEND = "fp32"
 #: A model folder that must run under a backend says so in this file (``{"backend": "int8", ...}``); the
 #: ``jobskills_`` prefix keeps it out of :func:`model_fingerprint`, the backend enters the fingerprint itself.
 BACKEND_FILE = "jobskills_backend.json"
 #: How the int8 backends quantise activations; part of their fingerprint, so a change of scheme refuses old indexes.
 INT8_SCHEME = "rows"
+#: The same for ``onnx-int8`` (kept here so that the fingerprint needs no onnxruntime; equals jobskills.onnx_int8.SCHEME).
+ONNX_SCHEME = "ort-qint8-per-channel-per-text"
 
 
 def check_backend(backend: str) -> str:
@@ -73,7 +76,8 @@ def backend_fingerprint(weights_fingerprint: str, backend: str) -> str:
     if backend == DEFAULT_BACKEND:
         return weights_fingerprint
     # "+rows": int8 with per-token activation scales; indexes from the earlier per-tensor int8 are refused
-    return hashlib.sha256(f"{weights_fingerprint}+{backend}+{INT8_SCHEME}".encode()).hexdigest()[:16]
+    scheme = ONNX_SCHEME if backend == "onnx-int8" else INT8_SCHEME
+    return hashlib.sha256(f"{weights_fingerprint}+{backend}+{scheme}".encode()).hexdigest()[:16]
 
 
 def _is_ffn_down(name: str) -> bool:
@@ -95,6 +99,8 @@ def quantize(model: Any, backend: str) -> Any:
         return model
     if str(next(model.parameters()).device) != "cpu":
         raise ModelLoadError(f"the {backend} encoder backend runs on the CPU only; use --device cpu or --encoder-backend fp32")
+    if backend == "onnx-int8":
+        return model  # the Encoder runs the transformer in ONNX Runtime instead (jobskills.onnx_int8)
     from jobskills.int8 import RowInt8Linear
 
     targets = [
@@ -231,7 +237,17 @@ class Encoder:
         except Exception as exc:  # ST raises many types for a broken folder
             raise ModelLoadError(f"cannot load model from {self.path!r}: {type(exc).__name__}: {exc}") from exc
         self.model.eval()
+        if self.backend == "onnx-int8":
+            from jobskills.onnx_int8 import require
+
+            require()  # before any work: a missing package is a one-line error
         quantize(self.model, self.backend)
+        self._ort: Any = None
+        if self.backend == "onnx-int8":
+            from jobskills.onnx_int8 import OrtTransformer
+
+            # a variant folder (ours) keeps the export; a user's folder is never written
+            self._ort = OrtTransformer.load(self.model, folder, cache=read_backend(folder) == "onnx-int8")
         self.tokenizer = self.model.tokenizer
         if not getattr(self.tokenizer, "is_fast", False):
             raise ModelLoadError(f"model {self.path!r} has no fast tokenizer; evidence offsets need one")
@@ -247,6 +263,7 @@ class Encoder:
         self.device = str(next(model.parameters()).device)
         self.tokenizer = model.tokenizer
         self.backend = DEFAULT_BACKEND  # training runs in fp32
+        self._ort = None
         self._fingerprint = None
         self.name = name or Path(self.path).name
         return self
@@ -369,7 +386,7 @@ class Encoder:
             idx = torch.tensor(members)
             group = {k: (v[idx][:, cols] if torch.is_tensor(v) and v.dim() == 2 and v.shape == (n, width) else v)
                      for k, v in features.items()}
-            out = self.model(group)
+            out = self._forward(group)
             if tokens is None:
                 tokens = out["token_embeddings"].new_zeros((n, width, out["token_embeddings"].shape[-1]))
                 pooled = out["sentence_embedding"].new_empty((n, out["sentence_embedding"].shape[-1]))
@@ -377,6 +394,17 @@ class Encoder:
             pooled[idx] = out["sentence_embedding"]
         return {"token_embeddings": tokens, "sentence_embedding": pooled,
                 "attention_mask": features["attention_mask"], "input_ids": features["input_ids"]}
+
+    def _forward(self, features: dict[str, Any]) -> dict[str, Any]:
+        """The model on one pass: the whole SentenceTransformer, or for ``onnx-int8`` the ONNX Runtime transformer
+        followed by the model's own pooling (and normalisation) modules."""
+        if self._ort is None:
+            return self.model(features)
+        out = dict(features)
+        out["token_embeddings"] = self._ort.token_embeddings(features)
+        for module in list(self.model)[1:]:
+            out = module(out)
+        return out
 
     def iter_encode(self, texts: Sequence[str], batch_size: int = 64) -> Iterator[tuple[list[int], Encoded]]:
         """Encode many texts in length-sorted batches; yields ``(indices into texts, batch)``."""

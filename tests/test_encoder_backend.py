@@ -1,4 +1,5 @@
-"""Encoder backends (fp32, int8 with per-token scales): close vectors, a distinct fingerprint, and an index bound to its backend."""
+"""Encoder backends (fp32, int8 with per-token scales, onnx-int8 in ONNX Runtime): close vectors, a distinct
+fingerprint, and an index bound to its backend."""
 
 from __future__ import annotations
 
@@ -28,7 +29,12 @@ def int8(tiny_model_path):
     return Encoder(tiny_model_path, backend="int8")
 
 
-@pytest.mark.parametrize("backend", ["int8", "int8-mixed"])
+@pytest.fixture(scope="module")
+def onnx8(tiny_model_path):
+    return Encoder(tiny_model_path, backend="onnx-int8")
+
+
+@pytest.mark.parametrize("backend", ["int8", "int8-mixed", "onnx-int8"])
 def test_int8_token_vectors_stay_close_to_fp32(fp32, tiny_model_path, backend):
     import torch
 
@@ -40,9 +46,11 @@ def test_int8_token_vectors_stay_close_to_fp32(fp32, tiny_model_path, backend):
     assert not torch.equal(a.tokens, b.tokens)  # the weights really run in int8
 
 
-def test_int8_vectors_of_a_text_do_not_depend_on_its_batch(int8):
+@pytest.mark.parametrize("backend", ["int8", "onnx-int8"])
+def test_int8_vectors_of_a_text_do_not_depend_on_its_batch(request, backend):
     import torch
 
+    int8 = request.getfixturevalue({"int8": "int8", "onnx-int8": "onnx8"}[backend])
     counts = int8.count_tokens(TEXTS)
     assert counts[0] == counts[2] == counts[3] != counts[1]  # one pass of three texts, one of a longer one
     batch = int8.encode(TEXTS)
@@ -121,12 +129,60 @@ def test_row_int8_linear_scales_each_row_alone():
     assert float(crushed.min()) > 10 * float(rel[:4].max())  # one scale for the pass: the small rows lose their digits
 
 
-def test_the_backend_is_part_of_the_fingerprint(fp32, int8, tiny_model_path):
+def test_the_backend_is_part_of_the_fingerprint(fp32, int8, onnx8, tiny_model_path):
     weights = model_fingerprint(tiny_model_path)
     assert fp32.fingerprint == weights  # indexes built before backends existed stay valid
     assert int8.fingerprint == backend_fingerprint(weights, "int8") != weights
     assert Encoder(tiny_model_path, backend="int8-mixed").fingerprint not in (weights, int8.fingerprint)
     assert int8.name.endswith("+int8") and int8.backend == "int8"
+    assert onnx8.fingerprint == backend_fingerprint(weights, "onnx-int8") not in (weights, int8.fingerprint)
+    assert onnx8.name.endswith("+onnx-int8")
+
+
+def test_the_onnx_scheme_is_the_one_the_fingerprint_names():
+    from jobskills import encoder, onnx_int8
+
+    assert encoder.ONNX_SCHEME == onnx_int8.SCHEME  # the fingerprint must change with the scheme
+
+
+def test_onnx_int8_runs_the_transformer_in_onnx_runtime_and_writes_no_user_folder(onnx8, fp32, tiny_model_path):
+    import torch
+
+    before = sorted(p.name for p in Path(tiny_model_path).iterdir())
+    a = onnx8.encode(TEXTS)
+    assert onnx8._ort is not None and onnx8._ort.session() is not None
+    assert sorted(p.name for p in Path(tiny_model_path).iterdir()) == before  # the export went to a temporary folder
+    b = fp32.encode(TEXTS)
+    pooled = torch.nn.functional.cosine_similarity(a.pooled, b.pooled, dim=-1)
+    assert float(pooled.min()) > 0.98 and not torch.equal(a.pooled, b.pooled)
+    # the model's own pooling module still runs: the pooled vector is the mean of the real token vectors
+    mean = a.tokens[0][a.mask[0]].mean(dim=0)
+    assert torch.allclose(torch.nn.functional.normalize(mean, dim=0), torch.nn.functional.normalize(a.pooled[0], dim=0), atol=1e-5)
+
+
+def test_onnx_int8_variant_keeps_its_export_and_reuses_it(tiny_model_path, tmp_path):
+    from jobskills.config import load_settings
+    from jobskills.onnx_int8 import ONNX_FILE
+
+    settings = load_settings({"home": tmp_path, "model": tiny_model_path}, env={"JOBSKILLS_ENCODER_BACKEND": "onnx-int8"})
+    variant = Path(settings.model_path)
+    first = Encoder(variant)
+    assert first.backend == "onnx-int8" and (variant / ONNX_FILE).is_file()
+    stamp = (variant / ONNX_FILE).stat().st_mtime_ns
+    assert model_fingerprint(variant) == model_fingerprint(tiny_model_path)  # the export is not part of the weights
+    again = Encoder(variant)
+    assert (variant / ONNX_FILE).stat().st_mtime_ns == stamp  # loaded, not exported again
+    import torch
+
+    assert torch.equal(first.encode(TEXTS[:2]).tokens, again.encode(TEXTS[:2]).tokens)
+
+
+def test_onnx_int8_without_onnxruntime_is_a_one_line_config_error(tiny_model_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
+    with pytest.raises(ConfigError, match=r"needs onnxruntime and onnx .*pip install 'jobskills\[onnx\]'"):
+        Encoder(tiny_model_path, backend="onnx-int8")
 
 
 def test_an_unknown_backend_is_a_config_error(tiny_model_path):
@@ -156,14 +212,14 @@ def test_a_backend_setting_resolves_to_a_variant_folder_and_back(tiny_model_path
 
 
 @pytest.fixture(scope="module")
-def tiny_indexes(tmp_path_factory, fp32, int8, esco, sample_uris):
-    """Two small skills indexes of the tiny model, one built in fp32 and one in int8."""
+def tiny_indexes(tmp_path_factory, fp32, int8, onnx8, esco, sample_uris):
+    """Three small skills indexes of the tiny model, built in fp32, int8 and onnx-int8."""
     from indexer.build import build_index
     from jobskills.config import load_settings
     from jobskills.store import open_store
 
     out = {}
-    for enc in (fp32, int8):
+    for enc in (fp32, int8, onnx8):
         settings = load_settings({"home": tmp_path_factory.mktemp(f"home-{enc.backend}"), "engine": "memory"}, env={})
         store = open_store(settings)
         build_index(settings, store, enc, esco=esco, kinds=("skills",), skill_uris=sample_uris[:40])
@@ -173,25 +229,33 @@ def tiny_indexes(tmp_path_factory, fp32, int8, esco, sample_uris):
         store.close()
 
 
-@pytest.mark.parametrize("built,query", [("fp32", "int8"), ("int8", "fp32")])
-def test_an_index_refuses_an_encoder_of_another_backend(tiny_indexes, fp32, int8, built, query):
+@pytest.mark.parametrize("built,query", [("fp32", "int8"), ("int8", "fp32"), ("onnx-int8", "fp32"), ("int8", "onnx-int8")])
+def test_an_index_refuses_an_encoder_of_another_backend(tiny_indexes, fp32, int8, onnx8, built, query):
     from retriever.pipeline import Retriever
 
+    encoders = {"fp32": fp32, "int8": int8, "onnx-int8": onnx8}
     settings, store = tiny_indexes[built]
     manifest = store.current_manifest("skills")[1]
-    assert manifest["model_fingerprint"] == (fp32 if built == "fp32" else int8).fingerprint
+    assert manifest["model_fingerprint"] == encoders[built].fingerprint
     with pytest.raises(IndexMismatchError) as caught:
-        Retriever(settings, store=store, encoder=fp32 if query == "fp32" else int8)
-    assert int8.fingerprint in str(caught.value) and fp32.fingerprint in str(caught.value)
+        Retriever(settings, store=store, encoder=encoders[query])
+    assert encoders[built].fingerprint in str(caught.value) and encoders[query].fingerprint in str(caught.value)
 
 
-def test_an_int8_index_answers_its_own_backend(tiny_indexes, int8):
+@pytest.mark.parametrize("backend", ["int8", "onnx-int8"])
+def test_an_int8_index_answers_its_own_backend(tiny_indexes, int8, onnx8, backend):
     from retriever.pipeline import Retriever
 
-    settings, store = tiny_indexes["int8"]
-    r = Retriever(settings, store=store, encoder=int8)
+    settings, store = tiny_indexes[backend]
+    r = Retriever(settings, store=store, encoder=int8 if backend == "int8" else onnx8)
     (res,) = r.extract_sentences([TEXTS[0]], threshold=-1.0)
     assert res.skills  # every skill clears a threshold of -1: the int8 index is queried end to end
+    import torch
+
+    enc = int8 if backend == "int8" else onnx8
+    for row in (0, 7):  # labels indexed in batches get the vectors a query of the label alone gets
+        label = r.skills.payloads[row]["label"]
+        assert torch.equal(r.skills.matrix[row], enc.encode([label]).pooled[0])
 
 
 # --- the --encoder-backend option on the CLI, and the trainer's base ---------------------------------------------

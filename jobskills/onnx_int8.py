@@ -1,0 +1,180 @@
+"""ONNX Runtime in int8: the ``onnx-int8`` encoder backend (see :mod:`jobskills.encoder`).
+
+The transformer of a sentence-transformers folder is exported once to ONNX (torch's exporter), its matrix
+weights are quantised to int8 with one scale per output channel (``onnxruntime.quantization.quantize_dynamic``),
+and ONNX Runtime runs it on the CPU; pooling and normalisation stay the model's own modules. ONNX Runtime
+quantises a MatMul's activations with one range for its whole input, so each text runs alone, on its real
+tokens only: a text's vectors then depend on that text alone, as the index needs (a label indexed in a batch
+must get the vectors a query of that label gets). On 2 AMD EPYC cores this ran the shipped MiniLM about 2x
+faster than torch fp32 (``benchmarks/README.md``).
+
+The quantised file is kept in the backend's variant folder (:func:`jobskills.models.backend_variant`) as
+:data:`ONNX_FILE`; the ``jobskills_`` prefix keeps it out of the weights' fingerprint. A plain folder loaded
+with this backend gets a fresh export in a temporary folder instead, since a user's folder is never written.
+Needs the ``onnx`` extra (``onnxruntime`` and ``onnx``); imported only when the backend is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from jobskills.errors import ConfigError, ModelLoadError
+
+__all__ = ["ONNX_FILE", "SCHEME", "OrtTransformer", "require", "export_int8"]
+
+logger = logging.getLogger(__name__)
+
+#: The quantised transformer inside a variant folder.
+ONNX_FILE = "jobskills_onnx_int8.onnx"
+#: How this backend quantises; part of its fingerprint (:func:`jobskills.encoder.backend_fingerprint`).
+SCHEME = "ort-qint8-per-channel-per-text"
+#: The model inputs the export accepts, in this order, when the tokenizer gives them.
+_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+_OPSET = 17
+
+
+def require() -> None:
+    """Raise a one-line :class:`ConfigError` when the packages this backend needs are missing."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(f"the onnx-int8 encoder backend needs onnxruntime and onnx ({exc.name} is missing): "
+                          "pip install 'jobskills[onnx]'") from exc
+
+
+class _DropOnnxRuntimeAdvice(logging.Filter):
+    """Drops the quantiser's warnings (pre-processing advice) logged through the root logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno <= logging.WARNING and "onnxruntime" in record.pathname)
+
+
+def _input_names(model: Any) -> list[str]:
+    features = model.preprocess(["a"])
+    names = [k for k in _INPUTS if k in features]
+    if "input_ids" not in names:
+        raise ModelLoadError("the onnx-int8 backend needs a text model whose tokenizer gives input_ids")
+    return names
+
+
+def export_int8(model: Any, target: Path) -> list[str]:
+    """Export ``model``'s transformer (a SentenceTransformer's first module) to ONNX and quantise it to ``target``.
+
+    Written to a temporary file beside ``target`` and renamed into place, so a reader never sees half a file and
+    two processes exporting at once both end with the same complete one. Returns the input names."""
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    names = _input_names(model)
+    transformer = model[0].auto_model
+
+    class _LastHidden(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = transformer
+
+        def forward(self, *args: Any) -> Any:
+            return self.inner(**dict(zip(names, args)), return_dict=True).last_hidden_state
+
+    sample = model.preprocess(["an example sentence for the export"])
+    args = tuple(sample[k] for k in names)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".onnx-export-", dir=target.parent) as tmp:
+        fp32 = Path(tmp) / "model.onnx"
+        staged = Path(tmp) / target.name
+        axes = {k: {0: "batch", 1: "tokens"} for k in (*names, "last_hidden_state")}
+        import warnings
+
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore")  # the exporter's tracer warnings are about shapes we keep dynamic
+            torch.onnx.export(_LastHidden().eval(), args, str(fp32), input_names=names,
+                              output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=_OPSET,
+                              dynamo=False)
+        # DefaultTensorType: shape inference cannot type every MatMul output of a traced graph; they are float
+        quiet = _DropOnnxRuntimeAdvice()
+        logging.getLogger().addFilter(quiet)  # the quantiser logs advice on the root logger, i.e. to the user's stderr
+        try:
+            quantize_dynamic(str(fp32), str(staged), weight_type=QuantType.QInt8, per_channel=True,
+                             extra_options={"DefaultTensorType": 1})
+        finally:
+            logging.getLogger().removeFilter(quiet)
+        os.replace(staged, target)
+    logger.info("onnx-int8: exported and quantised the transformer to %s", target)
+    return names
+
+
+class OrtTransformer:
+    """The quantised transformer in ONNX Runtime: token embeddings of a pass, one text per run.
+
+    One session per torch thread count (made on first use), so ``torch.set_num_threads`` governs this backend
+    as it governs the others; idle ORT threads do not spin, so they leave the cores to the rest of the pipeline."""
+
+    def __init__(self, path: Path, names: list[str]) -> None:
+        self.path = Path(path)
+        self.names = names
+        self._sessions: dict[int, Any] = {}
+
+    @classmethod
+    def load(cls, model: Any, folder: Path, cache: bool) -> "OrtTransformer":
+        """The quantised transformer of ``model`` (loaded from ``folder``): the cached file when ``cache`` and
+        present, else a new export (kept in ``folder`` when ``cache``, else in a temporary folder)."""
+        require()
+        names = _input_names(model)
+        if cache:
+            target = folder / ONNX_FILE
+            if not target.is_file():
+                export_int8(model, target)
+            return cls(target, names)
+        tmp = Path(tempfile.mkdtemp(prefix="jobskills-onnx-int8-"))
+        export_int8(model, tmp / ONNX_FILE)
+        self = cls(tmp / ONNX_FILE, names)
+        try:
+            self.session()  # the session holds the model in memory; the file can go
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return self
+
+    def session(self) -> Any:
+        import onnxruntime as ort
+        import torch
+
+        threads = max(1, torch.get_num_threads())
+        if threads not in self._sessions:
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            opts.log_severity_level = 3
+            try:
+                self._sessions[threads] = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+            except Exception as exc:  # ORT raises its own types for a bad file
+                raise ModelLoadError(f"cannot load {self.path} in ONNX Runtime: {exc}; delete it and it is made again") from exc
+        return self._sessions[threads]
+
+    def token_embeddings(self, features: dict[str, Any]) -> Any:
+        """``(n, width, dim)`` float32 last-layer token vectors of a tokenised pass, zero at padding; each text
+        runs alone on its real tokens."""
+        import numpy as np
+        import torch
+
+        sess = self.session()
+        mask = features["attention_mask"].bool()
+        if bool(mask.all()):  # the encoder's passes have no padding: each row is a text's real tokens
+            arrays = {k: features[k].numpy() for k in self.names}
+            hidden = [sess.run(None, {k: a[i : i + 1] for k, a in arrays.items()})[0] for i in range(mask.shape[0])]
+            return torch.from_numpy(np.concatenate(hidden, axis=0))
+        out: Any = None
+        for i in range(mask.shape[0]):
+            cols = torch.nonzero(mask[i]).flatten()
+            feed = {k: np.ascontiguousarray(features[k][i, cols].unsqueeze(0).numpy()) for k in self.names}
+            row = torch.from_numpy(sess.run(None, feed)[0][0])
+            if out is None:
+                out = row.new_zeros((mask.shape[0], mask.shape[1], row.shape[-1]))
+            out[i, cols] = row
+        return out
