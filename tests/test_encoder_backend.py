@@ -263,13 +263,13 @@ def test_an_int8_index_answers_its_own_backend(tiny_indexes, int8, onnx8, backen
 
 @pytest.fixture(scope="module")
 def cli_homes(tmp_path_factory, tiny_model_path):
-    """Two small homes built by `jobskills index` with the tiny model: one in fp32 and one with --encoder-backend int8."""
+    """Small homes built by `jobskills index` with the tiny model: fp32, and --encoder-backend int8 and onnx-int8."""
     from typer.testing import CliRunner
 
     from jobskills.cli import app
 
     homes = {}
-    for backend in ("fp32", "int8"):
+    for backend in ("fp32", "int8", "onnx-int8"):
         home = tmp_path_factory.mktemp(f"cli-{backend}")
         res = CliRunner().invoke(app, ["index", "--home", str(home), "--model", tiny_model_path, "--encoder-backend", backend,
                                        "--only", "skills", "--limit", "8", "--json"])
@@ -282,7 +282,7 @@ def _lines(output: str) -> list[str]:
     return [ln for ln in output.splitlines() if ln.strip()]
 
 
-@pytest.mark.parametrize("built,asked", [("fp32", "int8"), ("int8", "fp32"), ("fp32", "int8-mixed")])
+@pytest.mark.parametrize("built,asked", [("fp32", "int8"), ("int8", "fp32"), ("fp32", "int8-mixed"), ("onnx-int8", "int8")])
 def test_cli_an_explicit_backend_against_an_index_of_another_fails_with_one_line(cli_homes, built, asked):
     """Issue 18.3: with no --model the query follows the index's model folder, but an explicit backend is applied
     to that folder instead of being replaced by the index's: int8 against an fp32 index is refused, not run in fp32."""
@@ -297,7 +297,7 @@ def test_cli_an_explicit_backend_against_an_index_of_another_fails_with_one_line
     assert ("+" + asked in line) if asked != "fp32" else ("+int8" in line)  # the loaded encoder vs the index's
 
 
-@pytest.mark.parametrize("built", ["fp32", "int8"])
+@pytest.mark.parametrize("built", ["fp32", "int8", "onnx-int8"])
 def test_cli_the_index_backend_answers_given_or_followed(cli_homes, built):
     from typer.testing import CliRunner
 
@@ -308,7 +308,7 @@ def test_cli_the_index_backend_answers_given_or_followed(cli_homes, built):
         res = runner.invoke(app, ["extract", "--home", str(cli_homes[built]), *extra, "--json", "-t", "-1", "Python and SQL"])
         assert res.exit_code == 0, res.output
         model = json.loads(res.stdout)["provenance"]["model"]
-        assert model.endswith("+int8") == (built == "int8"), model
+        assert model.endswith("+int8") == (built == "int8") and model.endswith("+onnx-int8") == (built == "onnx-int8"), model
 
 
 @pytest.mark.parametrize("command", [["index"], ["extract", "Python and SQL"], ["search", "python"], ["titles", "chef"],
