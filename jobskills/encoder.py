@@ -382,11 +382,17 @@ class Encoder:
             passes = [([i], torch.nonzero(mask[i]).flatten()) for i in range(n)]
         tokens = None
         pooled: "torch.Tensor | None" = None
+        # onnx-int8: the transformer runs each text alone anyway, so all of the batch's texts at once (side by side
+        # on several threads); the passes then only pool
+        ort_tokens = self._ort.token_embeddings(features) if self._ort is not None else None
         for members, cols in passes:
             idx = torch.tensor(members)
             group = {k: (v[idx][:, cols] if torch.is_tensor(v) and v.dim() == 2 and v.shape == (n, width) else v)
                      for k, v in features.items()}
-            out = self._forward(group)
+            if ort_tokens is None:
+                out = self.model(group)
+            else:
+                out = self._pool({**group, "token_embeddings": ort_tokens[idx][:, cols]})
             if tokens is None:
                 tokens = out["token_embeddings"].new_zeros((n, width, out["token_embeddings"].shape[-1]))
                 pooled = out["sentence_embedding"].new_empty((n, out["sentence_embedding"].shape[-1]))
@@ -395,13 +401,10 @@ class Encoder:
         return {"token_embeddings": tokens, "sentence_embedding": pooled,
                 "attention_mask": features["attention_mask"], "input_ids": features["input_ids"]}
 
-    def _forward(self, features: dict[str, Any]) -> dict[str, Any]:
-        """The model on one pass: the whole SentenceTransformer, or for ``onnx-int8`` the ONNX Runtime transformer
-        followed by the model's own pooling (and normalisation) modules."""
-        if self._ort is None:
-            return self.model(features)
+    def _pool(self, features: dict[str, Any]) -> dict[str, Any]:
+        """The model's modules after the transformer (pooling, normalisation) on token embeddings made elsewhere
+        (``onnx-int8``'s ONNX Runtime transformer)."""
         out = dict(features)
-        out["token_embeddings"] = self._ort.token_embeddings(features)
         for module in list(self.model)[1:]:
             out = module(out)
         return out

@@ -112,13 +112,16 @@ def export_int8(model: Any, target: Path) -> list[str]:
 class OrtTransformer:
     """The quantised transformer in ONNX Runtime: token embeddings of a pass, one text per run.
 
-    One session per torch thread count (made on first use), so ``torch.set_num_threads`` governs this backend
-    as it governs the others; idle ORT threads do not spin, so they leave the cores to the rest of the pipeline."""
+    ``torch.set_num_threads`` governs this backend as it governs the others: every text runs on one thread of a
+    one-thread session, and with N torch threads N texts run side by side (an ONNX Runtime session may run
+    concurrently), so the vectors are the same at any thread count. Idle ORT threads do not spin."""
 
     def __init__(self, path: Path, names: list[str]) -> None:
         self.path = Path(path)
         self.names = names
         self._sessions: dict[int, Any] = {}
+        self._pools: dict[int, Any] = {}
+        self._bytes: bytes | None = None  # the model itself when its file was temporary
 
     @classmethod
     def load(cls, model: Any, folder: Path, cache: bool) -> "OrtTransformer":
@@ -132,19 +135,20 @@ class OrtTransformer:
                 export_int8(model, target)
             return cls(target, names)
         tmp = Path(tempfile.mkdtemp(prefix="jobskills-onnx-int8-"))
-        export_int8(model, tmp / ONNX_FILE)
-        self = cls(tmp / ONNX_FILE, names)
         try:
-            self.session()  # the session holds the model in memory; the file can go
+            export_int8(model, tmp / ONNX_FILE)
+            self = cls(tmp / ONNX_FILE, names)
+            self._bytes = (tmp / ONNX_FILE).read_bytes()  # sessions load from memory; the file can go
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return self
 
-    def session(self) -> Any:
+    def session(self, threads: int | None = None) -> Any:
+        """The session with ``threads`` intra-op threads (default: torch's current count), made on first use."""
         import onnxruntime as ort
         import torch
 
-        threads = max(1, torch.get_num_threads())
+        threads = max(1, torch.get_num_threads()) if threads is None else threads
         if threads not in self._sessions:
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = threads
@@ -152,29 +156,42 @@ class OrtTransformer:
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             opts.log_severity_level = 3
             try:
-                self._sessions[threads] = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+                source = self._bytes if self._bytes is not None else str(self.path)
+                self._sessions[threads] = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
             except Exception as exc:  # ORT raises its own types for a bad file
                 raise ModelLoadError(f"cannot load {self.path} in ONNX Runtime: {exc}; delete it and it is made again") from exc
         return self._sessions[threads]
 
+    def _pool(self, workers: int) -> Any:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = self._pools.get(workers)
+        if pool is None:
+            pool = self._pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="jobskills-onnx")
+        return pool
+
     def token_embeddings(self, features: dict[str, Any]) -> Any:
-        """``(n, width, dim)`` float32 last-layer token vectors of a tokenised pass, zero at padding; each text
-        runs alone on its real tokens."""
+        """``(n, width, dim)`` float32 last-layer token vectors of a tokenised batch, zero at padding. Each text runs
+        alone on its real tokens, on one thread; with several torch threads, texts run side by side (a sentence's
+        matrices are too small to share between threads: 2 threads on one text gained 4 %)."""
         import numpy as np
         import torch
 
-        sess = self.session()
         mask = features["attention_mask"].bool()
-        if bool(mask.all()):  # the encoder's passes have no padding: each row is a text's real tokens
-            arrays = {k: features[k].numpy() for k in self.names}
-            hidden = [sess.run(None, {k: a[i : i + 1] for k, a in arrays.items()})[0] for i in range(mask.shape[0])]
-            return torch.from_numpy(np.concatenate(hidden, axis=0))
-        out: Any = None
-        for i in range(mask.shape[0]):
-            cols = torch.nonzero(mask[i]).flatten()
-            feed = {k: np.ascontiguousarray(features[k][i, cols].unsqueeze(0).numpy()) for k in self.names}
-            row = torch.from_numpy(sess.run(None, feed)[0][0])
-            if out is None:
-                out = row.new_zeros((mask.shape[0], mask.shape[1], row.shape[-1]))
-            out[i, cols] = row
-        return out
+        n, width = mask.shape
+        arrays = {k: features[k].numpy() for k in self.names}
+        cols = [np.flatnonzero(row) for row in mask.numpy()]
+        threads = max(1, torch.get_num_threads())
+        sess = self.session(1)  # always one thread per text: a text's vectors never depend on the thread count
+
+        def one(i: int) -> Any:
+            return sess.run(None, {k: np.ascontiguousarray(a[i, cols[i]][None]) for k, a in arrays.items()})[0][0]
+
+        if threads > 1 and n > 1:
+            hidden = list(self._pool(min(threads, n)).map(one, range(n)))
+        else:
+            hidden = [one(i) for i in range(n)]
+        out = np.zeros((n, width, hidden[0].shape[-1]), dtype=np.float32)
+        for i, h in enumerate(hidden):
+            out[i, cols[i]] = h
+        return torch.from_numpy(out)

@@ -160,6 +160,21 @@ def test_onnx_int8_runs_the_transformer_in_onnx_runtime_and_writes_no_user_folde
     assert torch.allclose(torch.nn.functional.normalize(mean, dim=0), torch.nn.functional.normalize(a.pooled[0], dim=0), atol=1e-5)
 
 
+def test_onnx_int8_vectors_do_not_depend_on_the_thread_count(onnx8):
+    """Texts run side by side on several threads, each on one: the same vectors at 1 and 2 threads."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = onnx8.encode(TEXTS)
+        torch.set_num_threads(2)
+        two = onnx8.encode(TEXTS)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one.tokens, two.tokens) and torch.equal(one.pooled, two.pooled)
+
+
 def test_onnx_int8_variant_keeps_its_export_and_reuses_it(tiny_model_path, tmp_path):
     from jobskills.config import load_settings
     from jobskills.onnx_int8 import ONNX_FILE
