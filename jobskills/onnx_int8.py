@@ -4,9 +4,10 @@ The transformer of a sentence-transformers folder is exported once to ONNX (torc
 weights are quantised to int8 with one scale per output channel (``onnxruntime.quantization.quantize_dynamic``),
 and ONNX Runtime runs it on the CPU; pooling and normalisation stay the model's own modules. ONNX Runtime
 quantises a MatMul's activations with one range for its whole input, so each text runs alone, on its real
-tokens only: a text's vectors then depend on that text alone, as the index needs (a label indexed in a batch
-must get the vectors a query of that label gets). On 2 AMD EPYC cores this ran the shipped MiniLM about 2x
-faster than torch fp32 (``benchmarks/README.md``).
+tokens only, on one thread: a text's vectors then depend on that text alone, as the index needs (a label
+indexed in a batch must get the vectors a query of that label gets), and with several threads texts run side
+by side. On 2 AMD EPYC cores the shipped MiniLM encoded job-ad sentences 1.7x (1 thread) and 1.8x (2 threads)
+as fast as torch fp32 (``benchmarks/README.md``).
 
 The quantised file is kept in the backend's variant folder (:func:`jobskills.models.backend_variant`) as
 :data:`ONNX_FILE`; the ``jobskills_`` prefix keeps it out of the weights' fingerprint. A plain folder loaded
@@ -20,6 +21,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +91,6 @@ def export_int8(model: Any, target: Path) -> list[str]:
         fp32 = Path(tmp) / "model.onnx"
         staged = Path(tmp) / target.name
         axes = {k: {0: "batch", 1: "tokens"} for k in (*names, "last_hidden_state")}
-        import warnings
-
         with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")  # the exporter's tracer warnings are about shapes we keep dynamic
             torch.onnx.export(_LastHidden().eval(), args, str(fp32), input_names=names,
