@@ -46,7 +46,7 @@ DEFAULT_BACKEND = "fp32"
 BACKEND_FILE = "jobskills_backend.json"
 #: How the int8 backends quantise activations; part of their fingerprint, so a change of scheme refuses old indexes.
 INT8_SCHEME = "rows"
-#: The same for ``onnx-int8`` (kept here so that the fingerprint needs no onnxruntime; equals jobskills.onnx_int8.SCHEME).
+#: The same for ``onnx-int8`` (:mod:`jobskills.onnx_int8`): int8 weights per channel, activations per text.
 ONNX_SCHEME = "ort-qint8-per-channel-per-text"
 
 
@@ -237,16 +237,13 @@ class Encoder:
         except Exception as exc:  # ST raises many types for a broken folder
             raise ModelLoadError(f"cannot load model from {self.path!r}: {type(exc).__name__}: {exc}") from exc
         self.model.eval()
-        if self.backend == "onnx-int8":
-            from jobskills.onnx_int8 import require
-
-            require()  # before any work: a missing package is a one-line error
         quantize(self.model, self.backend)
         self._ort: Any = None
         if self.backend == "onnx-int8":
             from jobskills.onnx_int8 import OrtTransformer
 
-            # a variant folder (ours) keeps the export; a user's folder is never written
+            # a missing package is a one-line error there; a variant folder (ours) keeps the export, a user's
+            # folder is never written
             self._ort = OrtTransformer.load(self.model, folder, cache=read_backend(folder) == "onnx-int8")
         self.tokenizer = self.model.tokenizer
         if not getattr(self.tokenizer, "is_fast", False):

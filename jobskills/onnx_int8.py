@@ -12,6 +12,7 @@ as fast as torch fp32 (``benchmarks/README.md``).
 The quantised file is kept in the backend's variant folder (:func:`jobskills.models.backend_variant`) as
 :data:`ONNX_FILE`; the ``jobskills_`` prefix keeps it out of the weights' fingerprint. A plain folder loaded
 with this backend gets a fresh export in a temporary folder instead, since a user's folder is never written.
+How this backend quantises is named by :data:`jobskills.encoder.ONNX_SCHEME`, part of its fingerprint.
 Needs the ``onnx`` extra (``onnxruntime`` and ``onnx``); imported only when the backend is used.
 """
 
@@ -27,14 +28,12 @@ from typing import Any
 
 from jobskills.errors import ConfigError, ModelLoadError
 
-__all__ = ["ONNX_FILE", "SCHEME", "OrtTransformer", "require", "export_int8"]
+__all__ = ["ONNX_FILE", "OrtTransformer", "require", "export_int8"]
 
 logger = logging.getLogger(__name__)
 
 #: The quantised transformer inside a variant folder.
 ONNX_FILE = "jobskills_onnx_int8.onnx"
-#: How this backend quantises; part of its fingerprint (:func:`jobskills.encoder.backend_fingerprint`).
-SCHEME = "ort-qint8-per-channel-per-text"
 #: The model inputs the export accepts, in this order, when the tokenizer gives them.
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _OPSET = 17
@@ -119,8 +118,8 @@ class OrtTransformer:
     def __init__(self, path: Path, names: list[str]) -> None:
         self.path = Path(path)
         self.names = names
-        self._sessions: dict[int, Any] = {}
-        self._pools: dict[int, Any] = {}
+        self._session: Any = None
+        self._pools: dict[int, Any] = {}  # per torch thread count
         self._bytes: bytes | None = None  # the model itself when its file was temporary
 
     @classmethod
@@ -143,24 +142,22 @@ class OrtTransformer:
             shutil.rmtree(tmp, ignore_errors=True)
         return self
 
-    def session(self, threads: int | None = None) -> Any:
-        """The session with ``threads`` intra-op threads (default: torch's current count), made on first use."""
+    def session(self) -> Any:
+        """The one-thread session every text runs on, made on first use."""
         import onnxruntime as ort
-        import torch
 
-        threads = max(1, torch.get_num_threads()) if threads is None else threads
-        if threads not in self._sessions:
+        if self._session is None:
             opts = ort.SessionOptions()
-            opts.intra_op_num_threads = threads
+            opts.intra_op_num_threads = 1
             opts.inter_op_num_threads = 1
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             opts.log_severity_level = 3
             try:
                 source = self._bytes if self._bytes is not None else str(self.path)
-                self._sessions[threads] = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+                self._session = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
             except Exception as exc:  # ORT raises its own types for a bad file
                 raise ModelLoadError(f"cannot load {self.path} in ONNX Runtime: {exc}; delete it and it is made again") from exc
-        return self._sessions[threads]
+        return self._session
 
     def _pool(self, workers: int) -> Any:
         from concurrent.futures import ThreadPoolExecutor
@@ -182,13 +179,13 @@ class OrtTransformer:
         arrays = {k: features[k].numpy() for k in self.names}
         cols = [np.flatnonzero(row) for row in mask.numpy()]
         threads = max(1, torch.get_num_threads())
-        sess = self.session(1)  # always one thread per text: a text's vectors never depend on the thread count
+        sess = self.session()  # one thread per text: a text's vectors never depend on the thread count
 
         def one(i: int) -> Any:
             return sess.run(None, {k: np.ascontiguousarray(a[i, cols[i]][None]) for k, a in arrays.items()})[0][0]
 
         if threads > 1 and n > 1:
-            hidden = list(self._pool(min(threads, n)).map(one, range(n)))
+            hidden = list(self._pool(threads).map(one, range(n)))
         else:
             hidden = [one(i) for i in range(n)]
         out = np.zeros((n, width, hidden[0].shape[-1]), dtype=np.float32)

@@ -139,12 +139,6 @@ def test_the_backend_is_part_of_the_fingerprint(fp32, int8, onnx8, tiny_model_pa
     assert onnx8.name.endswith("+onnx-int8")
 
 
-def test_the_onnx_scheme_is_the_one_the_fingerprint_names():
-    from jobskills import encoder, onnx_int8
-
-    assert encoder.ONNX_SCHEME == onnx_int8.SCHEME  # the fingerprint must change with the scheme
-
-
 def test_onnx_int8_runs_the_transformer_in_onnx_runtime_and_writes_no_user_folder(onnx8, fp32, tiny_model_path):
     import torch
 
